@@ -1,0 +1,1 @@
+//! Passive DNS Common Output Format: one JSON object per RRset, one line each.
