@@ -1,1 +1,96 @@
 //! Passive DNS Common Output Format: one JSON object per RRset, one line each.
+//! Records become text here, at flush time only; the hot path never formats.
+
+use std::fmt::Write as _;
+
+use crate::dedup::Entry;
+use crate::present;
+use crate::rrset::KeyView;
+
+/// Reusable buffers for turning keys into COF lines.
+#[derive(Debug, Default)]
+pub struct CofEncoder {
+    text: String,
+}
+
+impl CofEncoder {
+    /// A fresh encoder.
+    pub fn new() -> CofEncoder {
+        CofEncoder::default()
+    }
+
+    /// Appends one COF line (with its trailing newline) for `key` and `entry` to `out`.
+    ///
+    /// Field order is fixed: rrname, rrtype, rdata, bailiwick (when known), time_first,
+    /// time_last, count, sensor_id (when set).
+    pub fn write_line(
+        &mut self,
+        out: &mut Vec<u8>,
+        key: &KeyView<'_>,
+        entry: &Entry,
+        sensor_id: Option<&str>,
+    ) {
+        out.extend_from_slice(b"{\"rrname\":");
+        self.text.clear();
+        present::write_name(key.owner, &mut self.text);
+        push_json_str(out, &self.text);
+
+        out.extend_from_slice(b",\"rrtype\":");
+        self.text.clear();
+        match present::type_mnemonic(key.rtype) {
+            Some(m) => self.text.push_str(m),
+            // COF: the number where the type has no mnemonic.
+            None => {
+                let _ = write!(self.text, "{}", key.rtype);
+            }
+        }
+        push_json_str(out, &self.text);
+
+        out.extend_from_slice(b",\"rdata\":[");
+        for (i, rdata) in key.rdatas().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            self.text.clear();
+            present::write_rdata(key.rtype, rdata, &mut self.text);
+            push_json_str(out, &self.text);
+        }
+        out.push(b']');
+
+        if let Some(bailiwick) = key.bailiwick {
+            out.extend_from_slice(b",\"bailiwick\":");
+            self.text.clear();
+            present::write_name(bailiwick, &mut self.text);
+            push_json_str(out, &self.text);
+        }
+        let _ = write!(
+            Utf8Vec(out),
+            ",\"time_first\":{},\"time_last\":{},\"count\":{}",
+            entry.first,
+            entry.last,
+            entry.count
+        );
+        if let Some(id) = sensor_id {
+            out.extend_from_slice(b",\"sensor_id\":");
+            push_json_str(out, id);
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+/// Appends `s` as a JSON string literal. serde_json does the escaping so that control
+/// characters and quotes in names and TXT data always give valid JSON.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail, and a &str always serializes.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// `fmt::Write` over a byte vector, for numbers.
+struct Utf8Vec<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Utf8Vec<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}

@@ -4,6 +4,7 @@
 pub mod cof;
 pub mod dedup;
 pub mod observation;
+pub mod output;
 pub mod pipeline;
 pub mod present;
 pub mod rrset;

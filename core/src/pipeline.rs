@@ -4,10 +4,399 @@
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{select, Receiver, Sender, TrySendError};
 
+use crate::cof::CofEncoder;
+use crate::dedup::DedupTable;
+use crate::output::Sink;
+use crate::rrset::{ExtractStats, Extractor, KeyView};
 use crate::Observation;
+
+/// How the pipeline is sized and when it flushes.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Worker threads, each with its own queue and dedup table.
+    pub workers: usize,
+    /// Observations each worker's queue holds before the handoff sheds.
+    pub queue_depth: usize,
+    /// How often the dedup window is flushed.
+    pub window: Duration,
+    /// Distinct RRsets held across all workers before a worker flushes early.
+    pub max_entries: usize,
+    /// Written into every COF record as `sensor_id` when set.
+    pub sensor_id: Option<String>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(4),
+            queue_depth: 8192,
+            window: Duration::from_secs(60),
+            // About 150 bytes a key with its entry: some 30 MiB at the cap.
+            max_entries: 200_000,
+            sensor_id: None,
+        }
+    }
+}
+
+/// Counters of one worker. Only that worker writes them, so there is no contention.
+#[derive(Debug, Default)]
+struct WorkerStats {
+    messages: AtomicU64,
+    malformed: AtomicU64,
+    records: AtomicU64,
+    bad_records: AtomicU64,
+    out_of_bailiwick: AtomicU64,
+    skipped: AtomicU64,
+    rrsets: AtomicU64,
+}
+
+impl WorkerStats {
+    fn publish(&self, s: &ExtractStats) {
+        self.messages.store(s.messages, Ordering::Relaxed);
+        self.malformed.store(s.malformed, Ordering::Relaxed);
+        self.records.store(s.records, Ordering::Relaxed);
+        self.bad_records.store(s.bad_records, Ordering::Relaxed);
+        self.out_of_bailiwick
+            .store(s.out_of_bailiwick, Ordering::Relaxed);
+        self.skipped.store(s.skipped, Ordering::Relaxed);
+        self.rrsets.store(s.rrsets, Ordering::Relaxed);
+    }
+}
+
+/// Counters of the flusher.
+#[derive(Debug, Default)]
+struct FlusherStats {
+    rrsets_flushed: AtomicU64,
+    flushes: AtomicU64,
+    early_flushes: AtomicU64,
+    write_errors: AtomicU64,
+}
+
+/// A point-in-time copy of the pipeline's counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineSnapshot {
+    /// Observations offered by sources.
+    pub offered: u64,
+    /// Observations shed because a worker queue was full (or the pipeline had stopped).
+    pub shed: u64,
+    /// What extraction saw, summed over workers.
+    pub extract: ExtractStats,
+    /// COF records written.
+    pub rrsets_flushed: u64,
+    /// Window flushes done (including the final one).
+    pub flushes: u64,
+    /// Early flushes because a table reached its cap.
+    pub early_flushes: u64,
+    /// Batches the sink failed to write.
+    pub write_errors: u64,
+}
+
+enum WorkerControl {
+    Flush,
+    Stop,
+}
+
+enum PartKind {
+    /// The answer to a window flush.
+    Window,
+    /// A table that hit its cap between flushes.
+    Early,
+    /// The worker's last table before it exits.
+    Final,
+}
+
+struct Part {
+    table: DedupTable,
+    kind: PartKind,
+}
+
+/// A running pipeline. Dropping it without [`Pipeline::shutdown`] loses the open window.
+pub struct Pipeline {
+    handoff: Handoff,
+    controls: Vec<Sender<WorkerControl>>,
+    workers: Vec<JoinHandle<()>>,
+    flusher: Option<JoinHandle<()>>,
+    worker_stats: Vec<Arc<WorkerStats>>,
+    flusher_stats: Arc<FlusherStats>,
+}
+
+impl Pipeline {
+    /// Starts the worker threads and the flusher, which writes every window into `sink`.
+    pub fn start(config: PipelineConfig, sink: Box<dyn Sink>) -> std::io::Result<Pipeline> {
+        let workers = config.workers.max(1);
+        let per_worker_cap = (config.max_entries / workers).max(1);
+        // Few parts are ever in flight; a small bound lets a slow sink push back on workers,
+        // whose queues then fill and shed, instead of on the sources.
+        let (part_tx, part_rx) = crossbeam_channel::bounded::<Part>(workers * 2);
+        let mut senders = Vec::with_capacity(workers);
+        let mut controls = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        let mut worker_stats = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let (tx, rx) = crossbeam_channel::bounded::<Observation>(config.queue_depth.max(1));
+            let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<WorkerControl>();
+            let stats = Arc::new(WorkerStats::default());
+            let worker = Worker {
+                input: rx,
+                control: ctl_rx,
+                parts: part_tx.clone(),
+                stats: stats.clone(),
+                table: DedupTable::new(per_worker_cap),
+                extractor: Extractor::new(),
+                totals: ExtractStats::default(),
+            };
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("dnsensor-worker-{i}"))
+                    .spawn(move || worker.run())?,
+            );
+            senders.push(tx);
+            controls.push(ctl_tx);
+            worker_stats.push(stats);
+        }
+        drop(part_tx);
+        let flusher_stats = Arc::new(FlusherStats::default());
+        let flusher = Flusher {
+            parts: part_rx,
+            controls: controls.clone(),
+            sink,
+            window: config.window,
+            sensor_id: config.sensor_id,
+            stats: flusher_stats.clone(),
+            encoder: CofEncoder::new(),
+            buf: Vec::new(),
+        };
+        let flusher = std::thread::Builder::new()
+            .name("dnsensor-flusher".into())
+            .spawn(move || flusher.run())?;
+        Ok(Pipeline {
+            handoff: Handoff::new(senders),
+            controls,
+            workers: handles,
+            flusher: Some(flusher),
+            worker_stats,
+            flusher_stats,
+        })
+    }
+
+    /// The handoff that sources offer observations to.
+    pub fn handoff(&self) -> Handoff {
+        self.handoff.clone()
+    }
+
+    /// The counters as they are now.
+    pub fn snapshot(&self) -> PipelineSnapshot {
+        let mut extract = ExtractStats::default();
+        for w in &self.worker_stats {
+            extract.add(&ExtractStats {
+                messages: w.messages.load(Ordering::Relaxed),
+                malformed: w.malformed.load(Ordering::Relaxed),
+                records: w.records.load(Ordering::Relaxed),
+                bad_records: w.bad_records.load(Ordering::Relaxed),
+                out_of_bailiwick: w.out_of_bailiwick.load(Ordering::Relaxed),
+                skipped: w.skipped.load(Ordering::Relaxed),
+                rrsets: w.rrsets.load(Ordering::Relaxed),
+            });
+        }
+        let f = &self.flusher_stats;
+        PipelineSnapshot {
+            offered: self.handoff.offered(),
+            shed: self.handoff.shed(),
+            extract,
+            rrsets_flushed: f.rrsets_flushed.load(Ordering::Relaxed),
+            flushes: f.flushes.load(Ordering::Relaxed),
+            early_flushes: f.early_flushes.load(Ordering::Relaxed),
+            write_errors: f.write_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Processes what is queued, flushes the open window, stops every thread and returns the
+    /// final counters. Sources should be stopped first; later offers are shed.
+    pub fn shutdown(mut self) -> PipelineSnapshot {
+        for c in &self.controls {
+            let _ = c.send(WorkerControl::Stop);
+        }
+        for h in self.workers.drain(..) {
+            if h.join().is_err() {
+                log::error!("a pipeline worker panicked");
+            }
+        }
+        if let Some(f) = self.flusher.take() {
+            if f.join().is_err() {
+                log::error!("the flusher panicked");
+            }
+        }
+        self.snapshot()
+    }
+}
+
+struct Worker {
+    input: Receiver<Observation>,
+    control: Receiver<WorkerControl>,
+    parts: Sender<Part>,
+    stats: Arc<WorkerStats>,
+    table: DedupTable,
+    extractor: Extractor,
+    totals: ExtractStats,
+}
+
+impl Worker {
+    fn run(mut self) {
+        loop {
+            select! {
+                recv(self.input) -> obs => match obs {
+                    Ok(obs) => self.process(&obs),
+                    // Every handoff is gone: nothing more can arrive.
+                    Err(_) => break,
+                },
+                recv(self.control) -> ctl => match ctl {
+                    Ok(WorkerControl::Flush) => self.send(PartKind::Window),
+                    Ok(WorkerControl::Stop) | Err(_) => {
+                        while let Ok(obs) = self.input.try_recv() {
+                            self.process(&obs);
+                        }
+                        break;
+                    }
+                },
+            }
+        }
+        self.send(PartKind::Final);
+    }
+
+    fn process(&mut self, obs: &Observation) {
+        let time = obs
+            .time
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let table = &mut self.table;
+        self.extractor.extract(
+            &obs.response,
+            obs.bailiwick.as_deref(),
+            &mut self.totals,
+            |key| table.observe(key, time),
+        );
+        self.stats.publish(&self.totals);
+        if self.table.is_full() {
+            self.send(PartKind::Early);
+        }
+    }
+
+    fn send(&mut self, kind: PartKind) {
+        let table = self.table.take();
+        // The flusher only goes away after every worker's final part, so this cannot fail
+        // unless the flusher panicked; then the records are lost and that was logged.
+        let _ = self.parts.send(Part { table, kind });
+    }
+}
+
+struct Flusher {
+    parts: Receiver<Part>,
+    controls: Vec<Sender<WorkerControl>>,
+    sink: Box<dyn Sink>,
+    window: Duration,
+    sensor_id: Option<String>,
+    stats: Arc<FlusherStats>,
+    encoder: CofEncoder,
+    buf: Vec<u8>,
+}
+
+/// Lines per sink write, so a huge window never becomes one huge buffer.
+const LINES_PER_WRITE: usize = 10_000;
+
+impl Flusher {
+    fn run(mut self) {
+        let ticker = crossbeam_channel::tick(self.window);
+        let workers = self.controls.len();
+        let mut pending = DedupTable::new(usize::MAX);
+        let mut awaiting = 0usize;
+        let mut finals = 0usize;
+        loop {
+            select! {
+                recv(ticker) -> _ => {
+                    // A flush still being answered is not doubled up.
+                    if awaiting == 0 && finals == 0 {
+                        for c in &self.controls {
+                            if c.send(WorkerControl::Flush).is_ok() {
+                                awaiting += 1;
+                            }
+                        }
+                    }
+                },
+                recv(self.parts) -> part => {
+                    let Ok(part) = part else { break };
+                    match part.kind {
+                        PartKind::Early => {
+                            self.stats.early_flushes.fetch_add(1, Ordering::Relaxed);
+                            self.write(&part.table);
+                        }
+                        PartKind::Window => {
+                            pending.merge(part.table);
+                            awaiting = awaiting.saturating_sub(1);
+                            if awaiting == 0 && finals == 0 {
+                                self.write(&pending.take());
+                                self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        PartKind::Final => {
+                            pending.merge(part.table);
+                            finals += 1;
+                            if finals == workers {
+                                break;
+                            }
+                        }
+                    }
+                },
+            }
+        }
+        self.write(&pending.take());
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn write(&mut self, table: &DedupTable) {
+        let mut lines = 0usize;
+        self.buf.clear();
+        for (key, entry) in table.iter() {
+            let Some(view) = KeyView::parse(key) else {
+                log::error!("internal error: an RRset key did not parse; record dropped");
+                continue;
+            };
+            self.encoder
+                .write_line(&mut self.buf, &view, entry, self.sensor_id.as_deref());
+            lines += 1;
+            if lines == LINES_PER_WRITE {
+                self.emit(lines);
+                lines = 0;
+            }
+        }
+        if lines > 0 {
+            self.emit(lines);
+        }
+    }
+
+    fn emit(&mut self, lines: usize) {
+        match self.sink.write_batch(&self.buf, lines) {
+            Ok(()) => {
+                self.stats
+                    .rrsets_flushed
+                    .fetch_add(lines as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                log::error!("cannot write {lines} records: {e}");
+            }
+        }
+        self.buf.clear();
+    }
+}
 
 /// The sources' way into the pipeline. Cheap to clone; one per source task is fine.
 #[derive(Clone)]
@@ -79,6 +468,10 @@ impl Handoff {
 fn question_bytes(msg: &[u8]) -> &[u8] {
     let start = 12.min(msg.len());
     let rest = &msg[start..];
-    let end = rest.iter().take(255).position(|&b| b == 0).unwrap_or(rest.len().min(255));
+    let end = rest
+        .iter()
+        .take(255)
+        .position(|&b| b == 0)
+        .unwrap_or(rest.len().min(255));
     &rest[..end]
 }

@@ -1,0 +1,298 @@
+//! The TOML configuration file and its merge with the command line into checked settings.
+//! Every flag has a key of the same name; a flag wins over the file, the file over the default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::{CommonArgs, DnstapArgs};
+
+/// The file as written. Unknown keys are errors, so a typo never silently falls back to a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub output: Option<String>,
+    pub window: Option<u64>,
+    pub sensor_id: Option<String>,
+    pub log_level: Option<String>,
+    pub workers: Option<usize>,
+    pub queue_depth: Option<usize>,
+    pub max_entries: Option<usize>,
+    #[serde(default)]
+    pub dnstap: DnstapSection,
+}
+
+/// The `[dnstap]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DnstapSection {
+    pub listen: Option<Vec<String>>,
+    pub client_responses: Option<bool>,
+    pub max_frame_bytes: Option<usize>,
+}
+
+/// A configuration problem, already phrased as the one line the operator sees.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// Reads and parses a configuration file; errors name the file, the line and the key.
+pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+    parse(&text).map_err(|e| ConfigError(format!("config {}: {}", path.display(), e.0)))
+}
+
+/// Parses configuration text.
+pub fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        // toml's own message spans several lines with a source excerpt; keep the first.
+        let msg = e
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .to_string();
+        match line {
+            Some(l) => ConfigError(format!("line {l}: {msg}")),
+            None => ConfigError(msg),
+        }
+    })
+}
+
+/// Where flushed records go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Stdout,
+    File(PathBuf),
+}
+
+impl std::str::FromStr for Output {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        if s == "stdout" {
+            Ok(Output::Stdout)
+        } else if let Some(path) = s.strip_prefix("file:") {
+            if path.is_empty() {
+                return err(
+                    "output: `file:` needs a path, as in file:/var/lib/dnsensor/records.json",
+                );
+            }
+            Ok(Output::File(PathBuf::from(path)))
+        } else if s == "collector" {
+            err("output: `collector` is not available in this version; use stdout or file:PATH")
+        } else {
+            err(format!("output: `{s}` is not one of stdout, file:PATH"))
+        }
+    }
+}
+
+/// Settings every recording mode shares, checked.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub output: Output,
+    pub window: Duration,
+    pub sensor_id: Option<String>,
+    pub log_level: log::LevelFilter,
+    pub workers: usize,
+    pub queue_depth: usize,
+    pub max_entries: usize,
+}
+
+/// Settings of `dnsensor dnstap`, checked.
+#[derive(Debug, Clone)]
+pub struct DnstapSettings {
+    pub common: Common,
+    pub listen: Vec<dnsensor_dnstap::Listen>,
+    pub client_responses: bool,
+    pub max_frame_bytes: usize,
+}
+
+fn parse_level(s: &str) -> Result<log::LevelFilter, ConfigError> {
+    match s {
+        "error" => Ok(log::LevelFilter::Error),
+        "warn" => Ok(log::LevelFilter::Warn),
+        "info" => Ok(log::LevelFilter::Info),
+        "debug" => Ok(log::LevelFilter::Debug),
+        "trace" => Ok(log::LevelFilter::Trace),
+        _ => err(format!(
+            "log-level: `{s}` is not one of error, warn, info, debug, trace"
+        )),
+    }
+}
+
+/// Merges flags over the file and checks every value.
+pub fn common(args: &CommonArgs, file: &FileConfig) -> Result<Common, ConfigError> {
+    let output = args
+        .output
+        .clone()
+        .or_else(|| file.output.clone())
+        .unwrap_or_else(|| "stdout".into())
+        .parse()?;
+    let window = args.window.or(file.window).unwrap_or(60);
+    if !(1..=86_400).contains(&window) {
+        return err(format!(
+            "window: {window} is out of range 1..=86400 seconds"
+        ));
+    }
+    let sensor_id = args.sensor_id.clone().or_else(|| file.sensor_id.clone());
+    if let Some(id) = &sensor_id {
+        if id.is_empty()
+            || id.len() > 64
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        {
+            return err(format!(
+                "sensor-id: `{id}` must be 1 to 64 characters of letters, digits and - _ . :"
+            ));
+        }
+    }
+    let log_level = parse_level(
+        args.log_level
+            .as_deref()
+            .or(file.log_level.as_deref())
+            .unwrap_or("info"),
+    )?;
+    let defaults = dnsensor_core::pipeline::PipelineConfig::default();
+    let workers = args.workers.or(file.workers).unwrap_or(defaults.workers);
+    if !(1..=64).contains(&workers) {
+        return err(format!("workers: {workers} is out of range 1..=64"));
+    }
+    let queue_depth = args
+        .queue_depth
+        .or(file.queue_depth)
+        .unwrap_or(defaults.queue_depth);
+    if !(1..=1 << 24).contains(&queue_depth) {
+        return err(format!(
+            "queue-depth: {queue_depth} is out of range 1..=16777216"
+        ));
+    }
+    let max_entries = args
+        .max_entries
+        .or(file.max_entries)
+        .unwrap_or(defaults.max_entries);
+    if !(1..=100_000_000).contains(&max_entries) {
+        return err(format!(
+            "max-entries: {max_entries} is out of range 1..=100000000"
+        ));
+    }
+    Ok(Common {
+        output,
+        window: Duration::from_secs(window),
+        sensor_id,
+        log_level,
+        workers,
+        queue_depth,
+        max_entries,
+    })
+}
+
+/// The settings of `dnsensor dnstap`.
+pub fn dnstap(args: &DnstapArgs, file: &FileConfig) -> Result<DnstapSettings, ConfigError> {
+    let common = common(&args.common, file)?;
+    let listen_text: Vec<String> = if !args.listen.is_empty() {
+        args.listen.clone()
+    } else {
+        file.dnstap.listen.clone().unwrap_or_default()
+    };
+    if listen_text.is_empty() {
+        return err(
+            "listen: give at least one socket, as in --listen unix:/run/dnsensor/dnstap.sock",
+        );
+    }
+    let listen = listen_text
+        .iter()
+        .map(|l| {
+            l.parse::<dnsensor_dnstap::Listen>()
+                .map_err(|e| ConfigError(format!("listen: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let max_frame_bytes = args
+        .max_frame_bytes
+        .or(file.dnstap.max_frame_bytes)
+        .unwrap_or(1 << 20);
+    if !(512..=64 << 20).contains(&max_frame_bytes) {
+        return err(format!(
+            "max-frame-bytes: {max_frame_bytes} is out of range 512..=67108864"
+        ));
+    }
+    Ok(DnstapSettings {
+        common,
+        listen,
+        client_responses: args.client_responses || file.dnstap.client_responses.unwrap_or(false),
+        max_frame_bytes,
+    })
+}
+
+/// Checks a whole file as `check-config` does: every section, with no flags.
+pub fn check(file: &FileConfig) -> Result<(), ConfigError> {
+    common(&CommonArgs::default(), file)?;
+    if file.dnstap.listen.is_some() {
+        let args = DnstapArgs {
+            common: CommonArgs::default(),
+            listen: Vec::new(),
+            client_responses: false,
+            max_frame_bytes: None,
+        };
+        dnstap(&args, file)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let e = parse("window = 5\nsensor-id = \"a\"\nbogus = 1\n").unwrap_err();
+        assert!(e.0.starts_with("line 3: unknown field `bogus`"), "{}", e.0);
+        assert!(!e.0.contains('\n'));
+    }
+
+    #[test]
+    fn bad_value_is_one_line() {
+        let e = parse("window = \"soon\"\n").unwrap_err();
+        assert!(e.0.starts_with("line 1: invalid type"), "{}", e.0);
+        let file = parse("window = 0\n").unwrap();
+        let e = common(&CommonArgs::default(), &file).unwrap_err();
+        assert_eq!(e.0, "window: 0 is out of range 1..=86400 seconds");
+    }
+
+    #[test]
+    fn flag_overrides_file() {
+        let file = parse("window = 30\noutput = \"file:/tmp/x\"\n").unwrap();
+        let args = CommonArgs {
+            window: Some(5),
+            ..CommonArgs::default()
+        };
+        let c = common(&args, &file).unwrap();
+        assert_eq!(c.window, Duration::from_secs(5));
+        assert_eq!(c.output, Output::File("/tmp/x".into()));
+    }
+
+    #[test]
+    fn output_forms() {
+        assert_eq!("stdout".parse::<Output>().unwrap(), Output::Stdout);
+        assert_eq!(
+            "udp:1".parse::<Output>().unwrap_err().0,
+            "output: `udp:1` is not one of stdout, file:PATH"
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! `dnsensor dnstap`: the Frame Streams server feeding the record pipeline.
+//! Binds every socket before starting, runs until SIGTERM or SIGINT, then flushes and summarises.
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+
+use dnsensor_core::output::{FileSink, Sink, StdoutSink};
+use dnsensor_core::pipeline::{Pipeline, PipelineConfig, PipelineSnapshot};
+
+use crate::cli::DnstapArgs;
+use crate::config::{self, Common, Output};
+use crate::logging;
+
+/// Runs the mode; errors before start-up are one line on stderr and exit code 2 (configuration)
+/// or 1 (the system refused something, such as a socket path).
+pub fn main(args: DnstapArgs) -> ExitCode {
+    let file = match args.common.config.as_deref().map(config::load).transpose() {
+        Ok(f) => f.unwrap_or_default(),
+        Err(e) => return fail(2, e),
+    };
+    let settings = match config::dnstap(&args, &file) {
+        Ok(s) => s,
+        Err(e) => return fail(2, e),
+    };
+    logging::init(settings.common.log_level);
+    let sink = match open_sink(&settings.common) {
+        Ok(s) => s,
+        Err(e) => return fail(1, e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("dnsensor-io")
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(1, format!("cannot start the runtime: {e}")),
+    };
+    let options = dnsensor_dnstap::Options {
+        listen: settings.listen.clone(),
+        client_responses: settings.client_responses,
+        max_frame_bytes: settings.max_frame_bytes,
+    };
+    let server = match dnsensor_dnstap::bind(options) {
+        Ok(s) => s,
+        Err(e) => return fail(1, e),
+    };
+    let pipeline = match Pipeline::start(pipeline_config(&settings.common), sink) {
+        Ok(p) => p,
+        Err(e) => return fail(1, format!("cannot start the pipeline: {e}")),
+    };
+    let stats = server.stats();
+    let handoff = pipeline.handoff();
+    let served = runtime.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_stop_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        server.run(handoff, stop_rx).await
+    });
+    if let Err(e) = served {
+        log::error!("dnstap: {e}");
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    let snap = pipeline.shutdown();
+    log::info!("{}", summary(&snap, &stats));
+    ExitCode::SUCCESS
+}
+
+fn fail(code: u8, e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("dnsensor: error: {e}");
+    ExitCode::from(code)
+}
+
+fn open_sink(common: &Common) -> Result<Box<dyn Sink>, String> {
+    match &common.output {
+        Output::Stdout => Ok(Box::new(StdoutSink)),
+        Output::File(path) => FileSink::open(path)
+            .map(|s| Box::new(s) as Box<dyn Sink>)
+            .map_err(|e| format!("cannot open output {e}")),
+    }
+}
+
+pub(crate) fn pipeline_config(common: &Common) -> PipelineConfig {
+    PipelineConfig {
+        workers: common.workers,
+        queue_depth: common.queue_depth,
+        window: common.window,
+        max_entries: common.max_entries,
+        sensor_id: common.sensor_id.clone(),
+    }
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        log::error!("cannot install signal handlers; stop with SIGKILL loses the open window");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => log::info!("SIGTERM: flushing and stopping"),
+        _ = int.recv() => log::info!("SIGINT: flushing and stopping"),
+    }
+}
+
+/// The exit line. Records are those kept after the bailiwick check.
+fn summary(p: &PipelineSnapshot, d: &dnsensor_dnstap::DnstapStats) -> String {
+    let decode_errors = d.decode_errors.load(Ordering::Relaxed);
+    format!(
+        "summary: messages={} responses_used={} records={} rrsets_flushed={} shed={} malformed={} out_of_bailiwick={}",
+        d.messages_decoded.load(Ordering::Relaxed),
+        p.offered - p.shed,
+        p.extract.records - p.extract.out_of_bailiwick,
+        p.rrsets_flushed,
+        p.shed,
+        p.extract.malformed + decode_errors,
+        p.extract.out_of_bailiwick,
+    )
+}
