@@ -50,8 +50,13 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
 
 /// Reads and parses a configuration file; errors name the file, the line and the key.
 pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "cannot read config {}: {}",
+            path.display(),
+            dnsensor_core::describe_io_error(&e)
+        ))
+    })?;
     parse(&text).map_err(|e| ConfigError(format!("config {}: {}", path.display(), e.0)))
 }
 
@@ -240,7 +245,8 @@ pub fn dnstap(args: &DnstapArgs, file: &FileConfig) -> Result<DnstapSettings, Co
     })
 }
 
-/// Checks a whole file as `check-config` does: every section, with no flags.
+/// Checks a whole file as `check-config` does: every section, with no flags. Sockets are not
+/// bound (the daemon may be running), but a unix socket's directory must exist.
 pub fn check(file: &FileConfig) -> Result<(), ConfigError> {
     common(&CommonArgs::default(), file)?;
     if file.dnstap.listen.is_some() {
@@ -250,7 +256,19 @@ pub fn check(file: &FileConfig) -> Result<(), ConfigError> {
             client_responses: false,
             max_frame_bytes: None,
         };
-        dnstap(&args, file)?;
+        for listen in dnstap(&args, file)?.listen {
+            if let dnsensor_dnstap::Listen::Unix(path) = &listen {
+                let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+                if let Some(dir) = dir {
+                    if !dir.is_dir() {
+                        return err(format!(
+                            "listen: cannot listen on {listen}: directory {} does not exist",
+                            dir.display()
+                        ));
+                    }
+                }
+            }
+        }
     }
     Ok(())
 }

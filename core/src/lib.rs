@@ -11,3 +11,13 @@ pub mod rrset;
 pub mod wire;
 
 pub use observation::{Observation, Segment, Transport};
+
+/// An `io::Error` as an operator wants to read it: "No such file or directory", without the
+/// "(os error 2)" that std appends.
+pub fn describe_io_error(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => text[..at].to_owned(),
+        _ => text,
+    }
+}

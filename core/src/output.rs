@@ -37,7 +37,12 @@ impl FileSink {
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("{}: {}", path.display(), crate::describe_io_error(&e)),
+                )
+            })?;
         Ok(FileSink {
             path: path.to_owned(),
             file,
@@ -47,9 +52,12 @@ impl FileSink {
 
 impl Sink for FileSink {
     fn write_batch(&mut self, ndjson: &[u8], _records: usize) -> io::Result<()> {
-        self.file
-            .write_all(ndjson)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
+        self.file.write_all(ndjson).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("{}: {}", self.path.display(), crate::describe_io_error(&e)),
+            )
+        })
     }
 }
 

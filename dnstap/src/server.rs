@@ -58,7 +58,7 @@ pub enum Error {
     #[error("no dnstap listen address given")]
     NoListen,
     /// The operating system refused a socket.
-    #[error("cannot listen on {listen}: {}", describe(.error))]
+    #[error("cannot listen on {listen}: {}", dnsensor_core::describe_io_error(.error))]
     Io {
         /// The socket that failed.
         listen: Listen,
@@ -79,16 +79,6 @@ pub enum Error {
         /// The socket that failed.
         listen: Listen,
     },
-}
-
-/// An io::Error as an operator wants to read it: "No such file or directory", without the
-/// "(os error 2)" that std appends.
-fn describe(error: &io::Error) -> String {
-    let text = error.to_string();
-    match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => text[..at].to_owned(),
-        _ => text,
-    }
 }
 
 enum Bound {

@@ -814,6 +814,55 @@ impl Drop for Dnsensor {
     }
 }
 
+impl Dnsensor {
+    /// Starts `dnsensor <args>` exactly as given (no implied flags), for tests of the command
+    /// line and configuration file. `sock` is the unix socket to wait for (it must come from
+    /// `args` or the configuration file) and `out` the output file [`Dnsensor::finish`] reads.
+    /// stdout/stderr go to `<dir>/dnsensor.stdout|.stderr`.
+    pub fn start_args(dir: &Path, sock: PathBuf, out: PathBuf, args: &[String]) -> Dnsensor {
+        let bin = env!("CARGO_BIN_EXE_dnsensor");
+        let stderr_path = dir.join("dnsensor.stderr");
+        let stdout_path = dir.join("dnsensor.stdout");
+        let child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout_path).unwrap())
+            .stderr(fs::File::create(&stderr_path).unwrap())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+        let mut d = Dnsensor {
+            child: Some(child),
+            sock,
+            out,
+            stderr_path,
+            stdout_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !d.sock.exists() {
+            if let Some(c) = d.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    d.child = None;
+                    panic!(
+                        "dnsensor {args:?} exited with {st} before creating {}:\n{}",
+                        d.sock.display(),
+                        d.stderr_text()
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "dnsensor {args:?} did not create {} within 15 s:\n{}",
+                    d.sock.display(),
+                    d.stderr_text()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+}
+
 /// Parses COF NDJSON. Panics on a line that is not a JSON object.
 pub fn parse_cof(raw: &str) -> Vec<Value> {
     raw.lines()
