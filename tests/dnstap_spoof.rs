@@ -101,9 +101,11 @@ fn spoofed_additional_record_is_dropped_unidirectional() {
 
     let mut s = connect_unix(&sensor.sock).expect("connect to dnsensor's socket");
     fstrm_send_unidirectional(&mut s, DNSTAP_CONTENT_TYPE, &[spoofed_frame()]).expect("send");
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    // dnsensor closes its side once it has read STOP, so the frame is in before SIGTERM.
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut rest);
     drop(s);
-    // Give the reader a moment to consume the stream before SIGTERM.
-    std::thread::sleep(std::time::Duration::from_millis(500));
 
     let run = sensor.finish();
     assert_spoof_output(&run, t0, unix_now());
@@ -129,7 +131,15 @@ fn sigterm_with_connected_sender_flushes_and_exits() {
     out.extend_from_slice(&fstrm_data(&spoofed_frame()));
     s.write_all(&out).unwrap();
     s.flush().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // With --window 1 the record is written within a second or two of arriving; only then is
+    // it certain that SIGTERM comes after the frame was read.
+    let mut sensor = sensor;
+    assert!(
+        sensor.wait_for(std::time::Duration::from_secs(20), |lines| !lines
+            .is_empty()),
+        "no record within 20 s; stderr:\n{}",
+        sensor.stderr_text()
+    );
 
     // The connection stays open across SIGTERM.
     let run = sensor.finish();
