@@ -81,6 +81,15 @@ impl CofEncoder {
 /// Appends `s` as a JSON string literal. serde_json does the escaping so that control
 /// characters and quotes in names and TXT data always give valid JSON.
 fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // Nearly every name and address is plain printable ASCII with nothing to escape.
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // Writing into a Vec cannot fail, and a &str always serializes.
     let _ = serde_json::to_writer(&mut *out, s);
 }
@@ -92,5 +101,24 @@ impl std::fmt::Write for Utf8Vec<'_> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         self.0.extend_from_slice(s.as_bytes());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_json_str;
+
+    #[test]
+    fn json_strings_plain_and_escaped() {
+        let mut out = Vec::new();
+        push_json_str(&mut out, "www.d1.com.");
+        out.push(b' ');
+        push_json_str(&mut out, "\"v=spf1 \\\"x\\\"\"");
+        out.push(b' ');
+        push_json_str(&mut out, "a\u{1}b\u{7f}");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#""www.d1.com." "\"v=spf1 \\\"x\\\"\"" "a\u0001b"#.to_string() + "\u{7f}\""
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod cof;
 pub mod dedup;
+mod handoff;
 pub mod observation;
 pub mod output;
 pub mod pipeline;

@@ -1,19 +1,24 @@
 //! The running pipeline: worker threads that extract and de-duplicate, and a flusher that writes COF.
-//! Sources only ever call [`Handoff::offer`], which never blocks: when the workers are behind, load is shed and counted.
+//! Sources only ever hand over through [`Handoff`], which never blocks: when the workers are behind, load is shed and counted.
 
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crossbeam_channel::{select, Receiver, Sender, TrySendError};
+use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::cof::CofEncoder;
 use crate::dedup::DedupTable;
 use crate::output::Sink;
 use crate::rrset::{ExtractStats, Extractor, KeyView};
 use crate::Observation;
+
+pub use crate::handoff::{Batcher, Handoff, ObservationReceiver};
+
+/// Observations per batch from a source to a worker: the channel and the worker's wake-up are
+/// paid once per batch, not once per message.
+const BATCH_MAX: usize = 128;
 
 /// How the pipeline is sized and when it flushes.
 #[derive(Debug, Clone)]
@@ -33,11 +38,13 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
+            // One core is left to the sources' I/O thread and the flusher: on two cores one
+            // worker beat two by 10 % in the dnstap benchmark (docs/benchmarks.md).
             workers: std::thread::available_parallelism()
-                .map(|n| n.get())
+                .map(|n| n.get().saturating_sub(1))
                 .unwrap_or(1)
-                .min(4),
-            queue_depth: 8192,
+                .clamp(1, 4),
+            queue_depth: 32_768,
             window: Duration::from_secs(60),
             // About 150 bytes a key with its entry: some 30 MiB at the cap.
             max_entries: 200_000,
@@ -141,7 +148,9 @@ impl Pipeline {
         let mut handles = Vec::with_capacity(workers);
         let mut worker_stats = Vec::with_capacity(workers);
         for i in 0..workers {
-            let (tx, rx) = crossbeam_channel::bounded::<Observation>(config.queue_depth.max(1));
+            let (tx, rx) = crossbeam_channel::bounded::<Vec<Observation>>(
+                config.queue_depth.div_ceil(BATCH_MAX).max(1),
+            );
             let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<WorkerControl>();
             let stats = Arc::new(WorkerStats::default());
             let worker = Worker {
@@ -178,7 +187,7 @@ impl Pipeline {
             .name("dnsensor-flusher".into())
             .spawn(move || flusher.run())?;
         Ok(Pipeline {
-            handoff: Handoff::new(senders),
+            handoff: Handoff::new(senders, BATCH_MAX),
             controls,
             workers: handles,
             flusher: Some(flusher),
@@ -239,7 +248,7 @@ impl Pipeline {
 }
 
 struct Worker {
-    input: Receiver<Observation>,
+    input: Receiver<Vec<Observation>>,
     control: Receiver<WorkerControl>,
     parts: Sender<Part>,
     stats: Arc<WorkerStats>,
@@ -252,16 +261,16 @@ impl Worker {
     fn run(mut self) {
         loop {
             select! {
-                recv(self.input) -> obs => match obs {
-                    Ok(obs) => self.process(&obs),
+                recv(self.input) -> batch => match batch {
+                    Ok(batch) => self.process(batch),
                     // Every handoff is gone: nothing more can arrive.
                     Err(_) => break,
                 },
                 recv(self.control) -> ctl => match ctl {
                     Ok(WorkerControl::Flush) => self.send(PartKind::Window),
                     Ok(WorkerControl::Stop) | Err(_) => {
-                        while let Ok(obs) = self.input.try_recv() {
-                            self.process(&obs);
+                        while let Ok(batch) = self.input.try_recv() {
+                            self.process(batch);
                         }
                         break;
                     }
@@ -271,23 +280,25 @@ impl Worker {
         self.send(PartKind::Final);
     }
 
-    fn process(&mut self, obs: &Observation) {
-        let time = obs
-            .time
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let table = &mut self.table;
-        self.extractor.extract(
-            &obs.response,
-            obs.bailiwick.as_deref(),
-            &mut self.totals,
-            |key| table.observe(key, time),
-        );
-        self.stats.publish(&self.totals);
-        if self.table.is_full() {
-            self.send(PartKind::Early);
+    fn process(&mut self, batch: Vec<Observation>) {
+        for obs in &batch {
+            let time = obs
+                .time
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let table = &mut self.table;
+            self.extractor.extract(
+                &obs.response,
+                obs.bailiwick.as_deref(),
+                &mut self.totals,
+                |key| table.observe(key, time),
+            );
+            if self.table.is_full() {
+                self.send(PartKind::Early);
+            }
         }
+        self.stats.publish(&self.totals);
     }
 
     fn send(&mut self, kind: PartKind) {
@@ -396,82 +407,4 @@ impl Flusher {
         }
         self.buf.clear();
     }
-}
-
-/// The sources' way into the pipeline. Cheap to clone; one per source task is fine.
-#[derive(Clone)]
-pub struct Handoff {
-    inner: Arc<HandoffInner>,
-}
-
-struct HandoffInner {
-    senders: Vec<Sender<Observation>>,
-    offered: AtomicU64,
-    shed: AtomicU64,
-    hasher: foldhash::fast::FixedState,
-}
-
-impl Handoff {
-    /// A handoff that spreads observations over `senders`, one per worker.
-    pub(crate) fn new(senders: Vec<Sender<Observation>>) -> Handoff {
-        assert!(!senders.is_empty(), "a pipeline has at least one worker");
-        Handoff {
-            inner: Arc::new(HandoffInner {
-                senders,
-                offered: AtomicU64::new(0),
-                shed: AtomicU64::new(0),
-                hasher: foldhash::fast::FixedState::with_seed(0x6473_6e73),
-            }),
-        }
-    }
-
-    /// A handoff into one bounded queue, for tests of sources: the receiver sees what the pipeline would.
-    pub fn channel(capacity: usize) -> (Handoff, Receiver<Observation>) {
-        let (tx, rx) = crossbeam_channel::bounded(capacity);
-        (Handoff::new(vec![tx]), rx)
-    }
-
-    /// Offers an observation without waiting. Returns false, and counts it as shed, when the
-    /// worker's queue is full or the pipeline has stopped.
-    pub fn offer(&self, obs: Observation) -> bool {
-        let inner = &*self.inner;
-        inner.offered.fetch_add(1, Ordering::Relaxed);
-        let shard = if inner.senders.len() == 1 {
-            0
-        } else {
-            // The same question goes to the same worker, so its answers de-duplicate in one table.
-            let h = inner.hasher.hash_one(question_bytes(&obs.response));
-            (h % inner.senders.len() as u64) as usize
-        };
-        match inner.senders[shard].try_send(obs) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                inner.shed.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
-    }
-
-    /// Observations offered so far, shed or not.
-    pub fn offered(&self) -> u64 {
-        self.inner.offered.load(Ordering::Relaxed)
-    }
-
-    /// Observations shed so far because the pipeline was behind or stopped.
-    pub fn shed(&self) -> u64 {
-        self.inner.shed.load(Ordering::Relaxed)
-    }
-}
-
-/// The bytes of the first question name, lowercased only in effect: the shard choice needs to be
-/// stable per name, not exact, so a raw slice up to the root label (bounded) is enough.
-fn question_bytes(msg: &[u8]) -> &[u8] {
-    let start = 12.min(msg.len());
-    let rest = &msg[start..];
-    let end = rest
-        .iter()
-        .take(255)
-        .position(|&b| b == 0)
-        .unwrap_or(rest.len().min(255));
-    &rest[..end]
 }

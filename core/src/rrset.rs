@@ -260,7 +260,7 @@ impl Extractor {
             stats.records += 1;
             if bailiwick.is_some() {
                 let owner = arena.get(owner_start..rdata_start).unwrap_or(&[]);
-                if !zone_ok || !is_at_or_below(owner, zone) {
+                if !zone_ok || !canonical_at_or_below(owner, zone) {
                     arena.truncate(owner_start);
                     stats.out_of_bailiwick += 1;
                     continue;
@@ -522,6 +522,26 @@ fn label_count(name: &[u8]) -> Option<usize> {
         count += 1;
         pos += 1 + len;
     }
+}
+
+/// [`is_at_or_below`] for two names already validated and lowercased, as owners in the arena and
+/// the lowercased bailiwick are: a byte suffix compare plus a label-boundary walk, no case folding.
+fn canonical_at_or_below(owner: &[u8], zone: &[u8]) -> bool {
+    let Some(start) = owner.len().checked_sub(zone.len()) else {
+        return false;
+    };
+    if owner.get(start..) != Some(zone) {
+        return false;
+    }
+    // The suffix must begin on a label boundary, so "notexample.com" is not below "example.com".
+    let mut pos = 0usize;
+    while pos < start {
+        match owner.get(pos) {
+            Some(&len) => pos += 1 + usize::from(len),
+            None => return false,
+        }
+    }
+    pos == start
 }
 
 /// True when wire name `name` equals `zone` or lies below it (ASCII case-insensitive).
@@ -1044,6 +1064,35 @@ mod tests {
         }
         assert_eq!(caps(&ex), warm);
         assert_eq!(st.rrsets, 80);
+    }
+
+    #[test]
+    fn canonical_fast_path_agrees_with_the_general_check() {
+        let names = [
+            ".",
+            "com",
+            "d1.com",
+            "www.d1.com",
+            "notd1.com",
+            "d1.com.evil",
+            "a.b.c.d1.com",
+            "x.notd1.com",
+            "1com",
+            "om",
+            "m",
+            "d1",
+            "w\\.d1.com",
+        ];
+        for n in names {
+            for z in names {
+                let (nw, zw) = (wire(n), wire(z));
+                assert_eq!(
+                    canonical_at_or_below(&nw, &zw),
+                    is_at_or_below(&nw, &zw),
+                    "{n} under {z}"
+                );
+            }
+        }
     }
 
     #[test]

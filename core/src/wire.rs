@@ -188,10 +188,13 @@ fn append_name(
     let res = walk_name(msg, pos, |label| {
         // A label is at most 63 bytes, so its length always fits the octet.
         out.push(label.len() as u8);
+        let start = out.len();
+        out.extend_from_slice(label);
         if lowercase {
-            out.extend(label.iter().map(u8::to_ascii_lowercase));
-        } else {
-            out.extend_from_slice(label);
+            // In place over the copied bytes: this vectorises, a mapping iterator did not.
+            if let Some(copied) = out.get_mut(start..) {
+                copied.make_ascii_lowercase();
+            }
         }
     });
     if res.is_err() {

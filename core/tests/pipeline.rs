@@ -57,11 +57,15 @@ fn run(
     let sink = MemorySink::default();
     let lines = sink.lines.clone();
     let pipeline = Pipeline::start(config, Box::new(sink)).unwrap();
-    let handoff = pipeline.handoff();
+    let mut batcher = pipeline.handoff().batcher();
+    let mut shed = 0;
     for o in observations {
-        // The queues are deep enough for these tests; a shed would show in the snapshot.
-        assert!(handoff.offer(o));
+        shed += batcher.push(o);
     }
+    shed += batcher.flush();
+    drop(batcher);
+    // The queues are deep enough for these tests.
+    assert_eq!(shed, 0);
     let snap = pipeline.shutdown();
     let text = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
@@ -191,6 +195,41 @@ fn window_flushes_while_running() {
     let snap = pipeline.shutdown();
     assert!(snap.flushes >= 2, "a window flush and the final flush");
     assert_eq!(snap.rrsets_flushed, 1);
+}
+
+#[test]
+fn a_full_queue_sheds_and_counts_without_waiting() {
+    // One worker whose queue holds a single batch, and a sink that blocks the flusher: the
+    // worker stalls on its first early flush, so later batches must be shed, not waited for.
+    struct Stuck(std::sync::mpsc::Receiver<()>);
+    impl dnsensor_core::output::Sink for Stuck {
+        fn write_batch(&mut self, _: &[u8], _: usize) -> std::io::Result<()> {
+            let _ = self.0.recv();
+            Ok(())
+        }
+    }
+    let (release, gate) = std::sync::mpsc::channel();
+    let cfg = PipelineConfig {
+        workers: 1,
+        queue_depth: 1,
+        max_entries: 1,
+        ..config()
+    };
+    let pipeline = Pipeline::start(cfg, Box::new(Stuck(gate))).unwrap();
+    let handoff = pipeline.handoff();
+    let mut accepted = 0u64;
+    for i in 0..2000u32 {
+        let msg = response(&format!("h{i}.d1.com"), &[[192, 0, 2, 1]], None);
+        if handoff.offer(obs(&msg, 1, None)) {
+            accepted += 1;
+        }
+    }
+    assert_eq!(handoff.offered(), 2000);
+    assert_eq!(handoff.shed(), 2000 - accepted);
+    assert!(handoff.shed() > 0, "nothing was shed");
+    drop(release);
+    let snap = pipeline.shutdown();
+    assert_eq!(snap.shed + snap.extract.messages, 2000);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use dnsensor_core::pipeline::Handoff;
+use dnsensor_core::pipeline::{Batcher, Handoff};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -379,7 +379,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let stats = &ctx.stats;
-    match session(stream, &who, &ctx, shutdown).await {
+    let mut batcher = ctx.handoff.batcher();
+    let ended = session(stream, &who, &ctx, &mut batcher, shutdown).await;
+    DnstapStats::add(&stats.observations_shed, batcher.flush());
+    match ended {
         Ok(End::Finished) => {
             DnstapStats::inc(&stats.connections_finished);
             log::debug!("dnstap: {who}: stream finished");
@@ -407,6 +410,7 @@ async fn session<S>(
     mut stream: S,
     who: &str,
     ctx: &Ctx,
+    batcher: &mut Batcher,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<End, ConnError>
 where
@@ -419,7 +423,7 @@ where
         while let Some(frame) = ctx.decoder.decode(&mut buf)? {
             match (state, frame) {
                 (State::Started { .. }, Frame::Data(data)) => {
-                    if on_data(data, ctx).is_err() && !decode_error_logged {
+                    if on_data(data, ctx, batcher).is_err() && !decode_error_logged {
                         decode_error_logged = true;
                         log::warn!("dnstap: {who}: a data frame is not a dnstap message (further ones are only counted)");
                     }
@@ -475,6 +479,8 @@ where
                 }
             }
         }
+        // Everything decoded from this read goes to the pipeline before waiting for the next.
+        DnstapStats::add(&ctx.stats.observations_shed, batcher.flush());
         buf.reserve(ctx.decoder.missing(&buf).max(READ_CHUNK));
         let read = tokio::select! {
             biased;
@@ -493,7 +499,7 @@ where
 }
 
 /// Handles one data frame; Err only to say it did not decode (it is counted already).
-fn on_data(data: Bytes, ctx: &Ctx) -> Result<(), ()> {
+fn on_data(data: Bytes, ctx: &Ctx, batcher: &mut Batcher) -> Result<(), ()> {
     let stats = &ctx.stats;
     DnstapStats::inc(&stats.frames);
     let outcome = match observation_from_frame(data, ctx.client_responses) {
@@ -507,9 +513,7 @@ fn on_data(data: Bytes, ctx: &Ctx) -> Result<(), ()> {
     match outcome {
         Outcome::Use(obs) => {
             DnstapStats::inc(&stats.messages_used);
-            if !ctx.handoff.offer(obs) {
-                DnstapStats::inc(&stats.observations_shed);
-            }
+            DnstapStats::add(&stats.observations_shed, batcher.push(obs));
         }
         Outcome::Ignored => DnstapStats::inc(&stats.messages_ignored),
         Outcome::MissingResponse => DnstapStats::inc(&stats.responses_missing),

@@ -1,0 +1,164 @@
+//! The sources' way into the pipeline: observations go to a worker's bounded queue without waiting.
+//! A full queue sheds the observations and counts them, so a slow pipeline never stalls DNS.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::Observation;
+
+/// Shared by every source of a pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct Handoff {
+    inner: Arc<HandoffInner>,
+}
+
+struct HandoffInner {
+    senders: Vec<Sender<Vec<Observation>>>,
+    batch_max: usize,
+    offered: AtomicU64,
+    shed: AtomicU64,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl Handoff {
+    /// A handoff over one queue per worker, sending batches of at most `batch_max`.
+    pub(crate) fn new(senders: Vec<Sender<Vec<Observation>>>, batch_max: usize) -> Handoff {
+        assert!(!senders.is_empty(), "a pipeline has at least one worker");
+        Handoff {
+            inner: Arc::new(HandoffInner {
+                senders,
+                batch_max: batch_max.max(1),
+                offered: AtomicU64::new(0),
+                shed: AtomicU64::new(0),
+                hasher: foldhash::fast::FixedState::with_seed(0x6473_6e73),
+            }),
+        }
+    }
+
+    /// A handoff into one queue of `capacity` observations (batches of one), for tests of
+    /// sources: the receiver sees exactly what a pipeline worker would.
+    pub fn channel(capacity: usize) -> (Handoff, ObservationReceiver) {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        (Handoff::new(vec![tx], 1), ObservationReceiver(rx))
+    }
+
+    /// Offers one observation without waiting. Returns false, and counts it as shed, when the
+    /// worker's queue is full or the pipeline has stopped. A source with a steady stream should
+    /// use a [`Batcher`] instead.
+    pub fn offer(&self, obs: Observation) -> bool {
+        let shard = self.shard(&obs);
+        self.send(shard, vec![obs]) == 0
+    }
+
+    /// A staging area for one source task.
+    pub fn batcher(&self) -> Batcher {
+        Batcher {
+            pending: (0..self.inner.senders.len()).map(|_| Vec::new()).collect(),
+            handoff: self.clone(),
+        }
+    }
+
+    /// Observations offered so far, shed or not.
+    pub fn offered(&self) -> u64 {
+        self.inner.offered.load(Ordering::Relaxed)
+    }
+
+    /// Observations shed so far because the pipeline was behind or stopped.
+    pub fn shed(&self) -> u64 {
+        self.inner.shed.load(Ordering::Relaxed)
+    }
+
+    fn shard(&self, obs: &Observation) -> usize {
+        let inner = &*self.inner;
+        if inner.senders.len() == 1 {
+            return 0;
+        }
+        // The same question goes to the same worker, so its answers mostly meet in one table.
+        let h = inner.hasher.hash_one(question_bytes(&obs.response));
+        (h % inner.senders.len() as u64) as usize
+    }
+
+    /// Sends a batch; returns how many observations were shed.
+    fn send(&self, shard: usize, batch: Vec<Observation>) -> u64 {
+        let inner = &*self.inner;
+        let n = batch.len() as u64;
+        inner.offered.fetch_add(n, Ordering::Relaxed);
+        match inner.senders[shard].try_send(batch) {
+            Ok(()) => 0,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                inner.shed.fetch_add(n, Ordering::Relaxed);
+                n
+            }
+        }
+    }
+}
+
+/// One source task's batches in the making, one per worker. Call [`Batcher::flush`] before the
+/// task waits for more input, so nothing lingers; dropping it flushes too.
+pub struct Batcher {
+    handoff: Handoff,
+    pending: Vec<Vec<Observation>>,
+}
+
+impl Batcher {
+    /// Adds an observation; a full batch goes out at once. Returns how many observations that
+    /// send shed (usually 0).
+    pub fn push(&mut self, obs: Observation) -> u64 {
+        let shard = self.handoff.shard(&obs);
+        let batch_max = self.handoff.inner.batch_max;
+        let pending = &mut self.pending[shard];
+        if pending.capacity() == 0 {
+            pending.reserve_exact(batch_max);
+        }
+        pending.push(obs);
+        if pending.len() >= batch_max {
+            let batch = std::mem::take(pending);
+            return self.handoff.send(shard, batch);
+        }
+        0
+    }
+
+    /// Sends every non-empty batch. Returns how many observations were shed.
+    pub fn flush(&mut self) -> u64 {
+        let mut shed = 0;
+        for shard in 0..self.pending.len() {
+            if !self.pending[shard].is_empty() {
+                let batch = std::mem::take(&mut self.pending[shard]);
+                shed += self.handoff.send(shard, batch);
+            }
+        }
+        shed
+    }
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// The receiving end of [`Handoff::channel`].
+pub struct ObservationReceiver(Receiver<Vec<Observation>>);
+
+impl ObservationReceiver {
+    /// Every observation queued now, in order, without waiting.
+    pub fn try_iter(&self) -> impl Iterator<Item = Observation> + '_ {
+        self.0.try_iter().flatten()
+    }
+}
+
+/// The bytes of the first question name. The shard choice needs to be stable per name, not
+/// exact, so a raw slice up to the root label (bounded) is enough: no parsing, no case folding.
+fn question_bytes(msg: &[u8]) -> &[u8] {
+    let start = 12.min(msg.len());
+    let rest = &msg[start..];
+    let end = rest
+        .iter()
+        .take(255)
+        .position(|&b| b == 0)
+        .unwrap_or(rest.len().min(255));
+    &rest[..end]
+}
