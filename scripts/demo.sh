@@ -13,7 +13,7 @@ cargo build --release --locked --bin dnsensor
 
 dir=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
-./target/release/dnsensor dnstap --listen "unix:$dir/dnstap.sock" --output stdout \
+"${CARGO_TARGET_DIR:-target}/release/dnsensor" dnstap --listen "unix:$dir/dnstap.sock" --output stdout \
     --window 60 --sensor-id demo &
 pid=$!
 for _ in $(seq 100); do [ -S "$dir/dnstap.sock" ] && break; sleep 0.05; done

@@ -40,10 +40,10 @@ pub struct CommonArgs {
     /// error, warn, info, debug or trace. Default: info.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
-    /// Pipeline worker threads. Default: the number of cores, at most 4.
+    /// Pipeline worker threads. Default: the number of cores less one, from 1 to 4.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
-    /// Observations queued per worker before load is shed. Default: 8192.
+    /// Observations queued per worker before load is shed. Default: 32768.
     #[arg(long, value_name = "N")]
     pub queue_depth: Option<usize>,
     /// Distinct RRsets held before a window is flushed early. Default: 200000.
