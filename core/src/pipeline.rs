@@ -376,7 +376,7 @@ impl Flusher {
         let mut lines = 0usize;
         self.buf.clear();
         for (key, entry) in table.iter() {
-            let Some(view) = KeyView::parse(key) else {
+            let Some(view) = KeyView::parse_built(key) else {
                 log::error!("internal error: an RRset key did not parse; record dropped");
                 continue;
             };
