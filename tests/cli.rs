@@ -215,33 +215,26 @@ fn window_zero_is_refused_from_file_and_flag() {
 fn bad_output() {
     let dir = TestDir::new("cli-output");
     let listen = sock_arg(dir.path());
-    let o = run(
-        dir.path(),
-        &["dnstap", "--listen", &listen, "--output", "udp:192.0.2.1:9"],
-    );
-    assert_error(
-        &o,
-        2,
-        "output: `udp:192.0.2.1:9` is not one of stdout, file:PATH",
-    );
-    let o = run(
-        dir.path(),
-        &["dnstap", "--listen", &listen, "--output", "file:"],
-    );
-    assert_error(
-        &o,
-        2,
-        "output: `file:` needs a path, as in file:/var/lib/dnsensor/records.json",
-    );
-    let o = run(
-        dir.path(),
-        &["dnstap", "--listen", &listen, "--output", "collector"],
-    );
-    assert_error(
-        &o,
-        2,
-        "output: `collector` is not available in this version; use stdout or file:PATH",
-    );
+    for (output, want) in [
+        (
+            "udp:192.0.2.1:9",
+            "output: `udp:192.0.2.1:9` is not one of stdout, file:PATH",
+        ),
+        (
+            "file:",
+            "output: `file:` needs a path, as in file:/var/lib/dnsensor/records.json",
+        ),
+        (
+            "collector",
+            "output: `collector` is not available in this version; use stdout or file:PATH",
+        ),
+    ] {
+        let o = run(
+            dir.path(),
+            &["dnstap", "--listen", &listen, "--output", output],
+        );
+        assert_error(&o, 2, want);
+    }
     assert!(!dir.path().join("never.sock").exists());
 }
 

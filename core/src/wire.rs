@@ -84,20 +84,18 @@ fn u32_at(buf: &[u8], pos: usize) -> Result<u32, WireError> {
     }
 }
 
-/// Walks the (possibly compressed) name at `pos` in `msg`, calling `on_label` with each label's
-/// bytes, the root label (empty) last. Returns the offset just past the name's in-place bytes.
+/// Walks the (possibly compressed) name at `pos` in `msg`, calling `on_run` with each run of
+/// in-place labels (length octets included) up to a pointer or through the root label. Returns
+/// the offset just past the name's in-place bytes.
 ///
 /// Every pointer must point strictly before the start of the name segment that holds it (the name
 /// itself for the first pointer, the previous pointer's target after that) and past the header.
 /// So offsets strictly decrease along a chain: no loops are possible, and only bytes that came
-/// before can be referenced, as real compressors do. `on_label` is only called for labels that are
-/// valid so far; a later error still makes the whole name invalid.
-pub fn walk_name<F: FnMut(&[u8])>(
-    msg: &[u8],
-    pos: usize,
-    mut on_label: F,
-) -> Result<usize, WireError> {
+/// before can be referenced, as real compressors do. `on_run` only sees runs that are valid so
+/// far; a later error still makes the whole name invalid.
+fn walk_runs<F: FnMut(&[u8])>(msg: &[u8], pos: usize, mut on_run: F) -> Result<usize, WireError> {
     let mut cur = pos;
+    let mut run_start = pos;
     let mut segment_start = pos;
     // Where the in-place part of the name ends; set at the first pointer.
     let mut end: Option<usize> = None;
@@ -108,16 +106,16 @@ pub fn walk_name<F: FnMut(&[u8])>(
         let b = *msg.get(cur).ok_or(WireError::Truncated)?;
         match b & 0xC0 {
             0x00 => {
-                let n = usize::from(b);
                 // n ≤ 63 by construction of the mask, so no separate label check is needed.
+                let n = usize::from(b);
                 len += 1 + n;
                 if len > MAX_NAME_LEN {
                     return Err(WireError::NameTooLong);
                 }
-                let label = bytes_at(msg, cur + 1, n)?;
-                on_label(label);
+                bytes_at(msg, cur + 1, n)?;
                 cur += 1 + n;
                 if n == 0 {
+                    on_run(msg.get(run_start..cur).unwrap_or(&[]));
                     return Ok(end.unwrap_or(cur));
                 }
             }
@@ -134,12 +132,34 @@ pub fn walk_name<F: FnMut(&[u8])>(
                 if end.is_none() {
                     end = Some(cur + 2);
                 }
+                on_run(msg.get(run_start..cur).unwrap_or(&[]));
                 segment_start = target;
                 cur = target;
+                run_start = target;
             }
             _ => return Err(WireError::BadLabelType),
         }
     }
+}
+
+/// Walks the (possibly compressed) name at `pos` in `msg`, calling `on_label` with each label's
+/// bytes, the root label (empty) last. Returns the offset just past the name's in-place bytes.
+/// The rules are [`walk_runs`]'; labels are handed out a run at a time, so after an error some
+/// labels of the valid part may not have been seen.
+pub fn walk_name<F: FnMut(&[u8])>(
+    msg: &[u8],
+    pos: usize,
+    mut on_label: F,
+) -> Result<usize, WireError> {
+    walk_runs(msg, pos, |run| {
+        // The run was validated label by label, so its length octets chain exactly to its end.
+        let mut i = 0usize;
+        while let Some(&n) = run.get(i) {
+            let n = usize::from(n);
+            on_label(run.get(i + 1..i + 1 + n).unwrap_or(&[]));
+            i += 1 + n;
+        }
+    })
 }
 
 /// Checks the name at `pos` and returns the offset just past its in-place bytes.
@@ -185,75 +205,22 @@ fn append_name(
     out: &mut Vec<u8>,
 ) -> Result<usize, WireError> {
     let mark = out.len();
-    let res = append_name_runs(msg, pos, lowercase, out);
-    if res.is_err() {
-        out.truncate(mark);
-    }
-    res
-}
-
-/// [`walk_name`]'s rules, but copying each run of in-place labels (up to a pointer or the root
-/// label) with one copy instead of label by label: owner names are decompressed for every record,
-/// and this was the largest item in the worker's profile.
-fn append_name_runs(
-    msg: &[u8],
-    pos: usize,
-    lowercase: bool,
-    out: &mut Vec<u8>,
-) -> Result<usize, WireError> {
-    let mut cur = pos;
-    let mut run_start = pos;
-    let mut segment_start = pos;
-    let mut end: Option<usize> = None;
-    let mut hops = 0usize;
-    let mut len = 0usize;
-    let copy_run = |from: usize, to: usize, out: &mut Vec<u8>| {
+    // One copy per run of labels, not per label: owner names are decompressed for every record,
+    // and this was the largest item in the worker's profile.
+    let res = walk_runs(msg, pos, |run| {
         let start = out.len();
-        out.extend_from_slice(msg.get(from..to).unwrap_or(&[]));
+        out.extend_from_slice(run);
         if lowercase {
             // Length octets are at most 63, below b'A', so lowercasing the run leaves them alone.
             if let Some(copied) = out.get_mut(start..) {
                 copied.make_ascii_lowercase();
             }
         }
-    };
-    loop {
-        let b = *msg.get(cur).ok_or(WireError::Truncated)?;
-        match b & 0xC0 {
-            0x00 => {
-                let n = usize::from(b);
-                len += 1 + n;
-                if len > MAX_NAME_LEN {
-                    return Err(WireError::NameTooLong);
-                }
-                bytes_at(msg, cur + 1, n)?;
-                cur += 1 + n;
-                if n == 0 {
-                    copy_run(run_start, cur, out);
-                    return Ok(end.unwrap_or(cur));
-                }
-            }
-            0xC0 => {
-                let lo = *msg.get(cur + 1).ok_or(WireError::Truncated)?;
-                let target = usize::from(u16::from_be_bytes([b & 0x3F, lo]));
-                if target >= segment_start || target < HEADER_LEN {
-                    return Err(WireError::ForwardPointer);
-                }
-                hops += 1;
-                if hops > MAX_POINTER_HOPS {
-                    return Err(WireError::TooManyHops);
-                }
-                if end.is_none() {
-                    end = Some(cur + 2);
-                }
-                copy_run(run_start, cur, out);
-                segment_start = target;
-                cur = target;
-                run_start = target;
-            }
-            _ => return Err(WireError::BadLabelType),
-        }
+    });
+    if res.is_err() {
+        out.truncate(mark);
     }
+    res
 }
 
 /// A name inside a message, not yet decompressed. Valid once the walker has handed it out.
@@ -647,13 +614,48 @@ pub(crate) mod test_builder {
 #[cfg(test)]
 mod tests {
 
-    /// The label-by-label reference that `append_name` must agree with.
+    /// An independent, label-at-a-time decompressor with the same rules, as an oracle for
+    /// `append_name`.
     fn append_name_by_label(msg: &[u8], pos: usize, out: &mut Vec<u8>) -> Result<usize, WireError> {
         let mark = out.len();
-        let res = walk_name(msg, pos, |label| {
-            out.push(label.len() as u8);
-            out.extend(label.iter().map(u8::to_ascii_lowercase));
-        });
+        let (mut cur, mut segment, mut end, mut hops, mut len) = (pos, pos, None, 0, 0usize);
+        let res = loop {
+            let Some(&b) = msg.get(cur) else {
+                break Err(WireError::Truncated);
+            };
+            if b & 0xC0 == 0xC0 {
+                let Some(&lo) = msg.get(cur + 1) else {
+                    break Err(WireError::Truncated);
+                };
+                let target = (usize::from(b & 0x3F) << 8) | usize::from(lo);
+                if target >= segment || target < HEADER_LEN {
+                    break Err(WireError::ForwardPointer);
+                }
+                hops += 1;
+                if hops > MAX_POINTER_HOPS {
+                    break Err(WireError::TooManyHops);
+                }
+                end.get_or_insert(cur + 2);
+                (segment, cur) = (target, target);
+            } else if b & 0xC0 != 0 {
+                break Err(WireError::BadLabelType);
+            } else {
+                let n = usize::from(b);
+                len += 1 + n;
+                if len > MAX_NAME_LEN {
+                    break Err(WireError::NameTooLong);
+                }
+                let Some(label) = msg.get(cur + 1..cur + 1 + n) else {
+                    break Err(WireError::Truncated);
+                };
+                out.push(b);
+                out.extend(label.iter().map(u8::to_ascii_lowercase));
+                cur += 1 + n;
+                if n == 0 {
+                    break Ok(end.unwrap_or(cur));
+                }
+            }
+        };
         if res.is_err() {
             out.truncate(mark);
         }

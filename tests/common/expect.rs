@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{key, merge, Cof, DnsensorRun, Key, Merged, World};
+use super::{
+    key, merge, unix_now, Cof, Dnsensor, DnsensorRun, Key, Merged, Resolver, TestDir, World,
+};
 
 /// The fixed query list sent through the resolver, with the rcode each must get.
 pub const QUERIES: &[(&str, &str, &str)] = &[
@@ -460,4 +462,39 @@ pub fn summary_value(stderr: &str, name: &str) -> Option<u64> {
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == name)
         .and_then(|(_, v)| v.trim_end_matches(',').parse().ok())
+}
+
+/// The whole resolver test: world `w`, dnsensor first (so the socket exists when the resolver
+/// connects: BIND drops dnstap messages while it is missing), the resolver that `start` launches,
+/// the query list, then every check on the output. Used by the Unbound and the BIND test.
+pub fn resolver_end_to_end(
+    w: u8,
+    name: &str,
+    start: impl FnOnce(&World, &std::path::Path) -> Resolver,
+) {
+    let dir = TestDir::new(name);
+    let world = World::start(w, &dir.sub("world"));
+    let zd = ZoneData::load(&world);
+
+    let mut sensor = Dnsensor::start(dir.path());
+    let t0 = unix_now();
+    let mut resolver = start(&world, &sensor.sock);
+
+    let queries: Vec<(&str, &str)> = QUERIES.iter().map(|(n, t, _)| (*n, *t)).collect();
+    let results = resolver.query(&queries);
+    check_world(&world, &zd, &results);
+
+    // Unbound hands messages to its dnstap thread on a timer and drops what is still queued
+    // when it exits, so wait for the output before stopping the resolver.
+    let complete = sensor.wait_for(std::time::Duration::from_secs(20), all_required_present);
+    if !complete {
+        eprintln!("not all required records showed up within 20 s; stopping anyway");
+    }
+    resolver.stop();
+    let run = sensor.finish();
+    let t1 = unix_now();
+
+    // The client (dig) is 127.0.0.1; the resolver's own query source is 127.53.W.53.
+    let forbidden = ["127.0.0.1", &world.resolver_addr()];
+    check_output(&zd, &run, t0, t1, &forbidden);
 }

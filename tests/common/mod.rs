@@ -676,57 +676,18 @@ impl Dnsensor {
 
     /// Like [`Dnsensor::start`] with extra arguments.
     pub fn start_with(dir: &Path, extra: &[&str]) -> Dnsensor {
-        let bin = env!("CARGO_BIN_EXE_dnsensor");
         let sock = dir.join("dnstap.sock");
         let out = dir.join("out.ndjson");
-        let stderr_path = dir.join("dnsensor.stderr");
-        let stdout_path = dir.join("dnsensor.stdout");
-        let mut cmd = Command::new(bin);
-        cmd.arg("dnstap")
-            .arg("--listen")
-            .arg(format!("unix:{}", sock.display()))
-            .arg("--output")
-            .arg(format!("file:{}", out.display()))
-            .args(["--window", "1", "--sensor-id", "test"])
-            .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&stdout_path).unwrap())
-            .stderr(fs::File::create(&stderr_path).unwrap())
-            .process_group(0);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
-        let mut d = Dnsensor {
-            child: Some(child),
-            sock,
-            out,
-            stderr_path,
-            stdout_path,
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !d.sock.exists() {
-            if let Some(c) = d.child.as_mut() {
-                if let Ok(Some(st)) = c.try_wait() {
-                    d.child = None;
-                    panic!(
-                        "dnsensor exited with {st} before creating {}:\n{}",
-                        d.sock.display(),
-                        d.stderr_text()
-                    );
-                }
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "dnsensor did not create {} within 15 s:\n{}",
-                    d.sock.display(),
-                    d.stderr_text()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        d
+        let mut args: Vec<String> = vec![
+            "dnstap".into(),
+            "--listen".into(),
+            format!("unix:{}", sock.display()),
+            "--output".into(),
+            format!("file:{}", out.display()),
+        ];
+        args.extend(["--window", "1", "--sensor-id", "test"].map(String::from));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Dnsensor::start_args(dir, sock, out, &args)
     }
 
     pub fn stderr_text(&self) -> String {
