@@ -65,6 +65,9 @@ pub struct DnstapArgs {
     /// Largest data frame accepted, in bytes; a larger one closes that connection. Default: 1048576.
     #[arg(long, value_name = "BYTES")]
     pub max_frame_bytes: Option<usize>,
+    /// Senders served at once; one more is closed at once and counted. Default: 64.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
 }
 
 /// `dnsensor check-config`.

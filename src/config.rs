@@ -30,6 +30,7 @@ pub struct DnstapSection {
     pub listen: Option<Vec<String>>,
     pub client_responses: Option<bool>,
     pub max_frame_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
 }
 
 /// A configuration problem, already phrased as the one line the operator sees.
@@ -126,6 +127,7 @@ pub struct DnstapSettings {
     pub listen: Vec<dnsensor_dnstap::Listen>,
     pub client_responses: bool,
     pub max_frame_bytes: usize,
+    pub max_connections: usize,
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, ConfigError> {
@@ -237,11 +239,21 @@ pub fn dnstap(args: &DnstapArgs, file: &FileConfig) -> Result<DnstapSettings, Co
             "max-frame-bytes: {max_frame_bytes} is out of range 512..=67108864"
         ));
     }
+    let max_connections = args
+        .max_connections
+        .or(file.dnstap.max_connections)
+        .unwrap_or(dnsensor_dnstap::DEFAULT_MAX_CONNECTIONS);
+    if !(1..=65_536).contains(&max_connections) {
+        return err(format!(
+            "max-connections: {max_connections} is out of range 1..=65536"
+        ));
+    }
     Ok(DnstapSettings {
         common,
         listen,
         client_responses: args.client_responses || file.dnstap.client_responses.unwrap_or(false),
         max_frame_bytes,
+        max_connections,
     })
 }
 
@@ -255,6 +267,7 @@ pub fn check(file: &FileConfig) -> Result<(), ConfigError> {
             listen: Vec::new(),
             client_responses: false,
             max_frame_bytes: None,
+            max_connections: None,
         };
         for listen in dnstap(&args, file)?.listen {
             if let dnsensor_dnstap::Listen::Unix(path) = &listen {

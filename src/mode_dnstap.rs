@@ -40,6 +40,7 @@ pub fn main(args: DnstapArgs) -> ExitCode {
         listen: settings.listen.clone(),
         client_responses: settings.client_responses,
         max_frame_bytes: settings.max_frame_bytes,
+        max_connections: settings.max_connections,
     };
     let server = match dnsensor_dnstap::bind(options) {
         Ok(s) => s,

@@ -136,7 +136,7 @@ fn unknown_key_in_dnstap_table_names_its_line() {
     );
     let want = format!(
         "config {cfg}: line 5: unknown field `client-response`, expected one of `listen`, \
-         `client-responses`, `max-frame-bytes`"
+         `client-responses`, `max-frame-bytes`, `max-connections`"
     );
     assert_error(&run(dir.path(), &["dnstap", "--config", &cfg]), 2, &want);
     assert_error(

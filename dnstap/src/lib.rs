@@ -26,5 +26,5 @@ pub use bytes;
 pub use convert::{observation_from_dnstap, observation_from_frame, Outcome};
 pub use fstrm::{decode_frames, DNSTAP_CONTENT_TYPE};
 pub use listen::{Listen, ListenParseError};
-pub use server::{bind, Error, Options, Server};
+pub use server::{bind, Error, Options, Server, DEFAULT_MAX_CONNECTIONS};
 pub use stats::{DnstapStats, StatsSnapshot};

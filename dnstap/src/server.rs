@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use dnsensor_core::pipeline::{Batcher, Handoff};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::convert::{observation_from_frame, Outcome};
@@ -39,7 +39,13 @@ pub struct Options {
     pub client_responses: bool,
     /// Largest data frame accepted; a larger one closes that connection.
     pub max_frame_bytes: usize,
+    /// Senders served at once, over all listeners; one more is closed at once and counted, so a
+    /// runaway local client cannot exhaust file descriptors or memory.
+    pub max_connections: usize,
 }
+
+/// Default for [`Options::max_connections`]: far more than the resolvers on one host.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 
 impl Default for Options {
     fn default() -> Self {
@@ -47,6 +53,7 @@ impl Default for Options {
             listen: Vec::new(),
             client_responses: false,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -114,6 +121,7 @@ pub struct Server {
     socket_files: Vec<SocketFile>,
     client_responses: bool,
     max_frame_bytes: usize,
+    max_connections: usize,
     stats: Arc<DnstapStats>,
 }
 
@@ -150,6 +158,7 @@ pub fn bind(options: Options) -> Result<Server, Error> {
         socket_files,
         client_responses: options.client_responses,
         max_frame_bytes: options.max_frame_bytes,
+        max_connections: options.max_connections.max(1),
         stats: Arc::new(DnstapStats::default()),
     })
 }
@@ -202,6 +211,9 @@ struct Ctx {
     stats: Arc<DnstapStats>,
     decoder: Decoder,
     client_responses: bool,
+    /// One permit per connection being served, across all listeners.
+    connections: Arc<Semaphore>,
+    max_connections: usize,
 }
 
 impl Server {
@@ -234,6 +246,7 @@ impl Server {
             socket_files,
             client_responses,
             max_frame_bytes,
+            max_connections,
             stats,
         } = self;
         let ctx = Arc::new(Ctx {
@@ -241,6 +254,8 @@ impl Server {
             stats,
             decoder: Decoder::new(max_frame_bytes),
             client_responses,
+            connections: Arc::new(Semaphore::new(max_connections)),
+            max_connections,
         });
         let mut registered = Vec::with_capacity(listeners.len());
         for (listen, bound) in listeners {
@@ -301,17 +316,38 @@ async fn accept_loop(
             accepted = accept(&listener) => accepted,
         };
         match accepted {
-            Ok(Accepted::Unix(stream)) => {
+            Ok(accepted) => {
+                let Ok(permit) = Arc::clone(&ctx.connections).try_acquire_owned() else {
+                    // Dropping the stream closes it; the sender sees EOF and may retry later.
+                    let refused = DnstapStats::inc_get(&ctx.stats.connections_refused);
+                    if refused.is_power_of_two() {
+                        log::warn!(
+                            "dnstap: {listen}: connection refused, {} senders already served \
+                             (max-connections); {refused} refused so far",
+                            ctx.max_connections
+                        );
+                    }
+                    continue;
+                };
                 DnstapStats::inc(&ctx.stats.connections_accepted);
-                let who = format!("{listen}");
-                conns.spawn(serve(stream, who, Arc::clone(&ctx), for_conns.clone()));
-            }
-            Ok(Accepted::Tcp(stream, peer)) => {
-                DnstapStats::inc(&ctx.stats.connections_accepted);
-                // Handshake replies are tiny and awaited by the sender; do not let Nagle hold them.
-                let _ = stream.set_nodelay(true);
-                let who = format!("{listen} peer {peer}");
-                conns.spawn(serve(stream, who, Arc::clone(&ctx), for_conns.clone()));
+                let (stream, who) = match accepted {
+                    Accepted::Unix(stream) => (Stream::Unix(stream), format!("{listen}")),
+                    Accepted::Tcp(stream, peer) => {
+                        // Handshake replies are tiny and awaited by the sender; do not let
+                        // Nagle hold them.
+                        let _ = stream.set_nodelay(true);
+                        (Stream::Tcp(stream), format!("{listen} peer {peer}"))
+                    }
+                };
+                let ctx = Arc::clone(&ctx);
+                let shutdown = for_conns.clone();
+                conns.spawn(async move {
+                    match stream {
+                        Stream::Unix(s) => serve(s, who, ctx, shutdown).await,
+                        Stream::Tcp(s) => serve(s, who, ctx, shutdown).await,
+                    }
+                    drop(permit);
+                });
             }
             Err(e) => {
                 // Typically EMFILE: back off instead of spinning, and keep serving what is open.
@@ -330,6 +366,11 @@ async fn accept_loop(
 enum Accepted {
     Unix(tokio::net::UnixStream),
     Tcp(tokio::net::TcpStream, std::net::SocketAddr),
+}
+
+enum Stream {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
 }
 
 async fn accept(listener: &Listener) -> io::Result<Accepted> {

@@ -37,6 +37,8 @@ macro_rules! stats {
 stats! {
     /// Connections accepted, on all listeners.
     connections_accepted,
+    /// Connections closed at once because `max_connections` senders were already served.
+    connections_refused,
     /// Connections closed because of a protocol, framing or I/O error.
     connections_closed_error,
     /// Connections that ended the stream with STOP.
@@ -72,5 +74,10 @@ impl DnstapStats {
 
     pub(crate) fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds one and returns the new value.
+    pub(crate) fn inc_get(counter: &AtomicU64) -> u64 {
+        counter.fetch_add(1, Ordering::Relaxed) + 1
     }
 }

@@ -369,3 +369,48 @@ async fn shutdown_ends_idle_connections_promptly() {
     assert!(read_to_close(&mut s).await.is_empty());
     assert!(!path.exists());
 }
+
+#[tokio::test]
+async fn connections_over_the_cap_are_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (handoff, rx) = Handoff::channel(1000);
+    let server = Harness::start(
+        Options {
+            max_connections: 2,
+            ..options(sock(dir.path()))
+        },
+        handoff,
+    );
+    let stats = server.stats.clone();
+    let path = dir.path().join("dnstap.sock");
+    let ready = control_bytes(ControlType::Ready, &[DNSTAP_CONTENT_TYPE]);
+    let accept = control_bytes(ControlType::Accept, &[DNSTAP_CONTENT_TYPE]);
+    // Two senders past the handshake hold both places.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = UnixStream::connect(&path).await.unwrap();
+        s.write_all(&ready).await.unwrap();
+        expect_bytes(&mut s, &accept).await;
+        held.push(s);
+    }
+    // A third is closed at once, without a reply.
+    let mut third = UnixStream::connect(&path).await.unwrap();
+    let _ = third.write_all(&ready).await;
+    assert!(read_to_close(&mut third).await.is_empty());
+    assert_eq!(stats.snapshot().connections_refused, 1);
+    // The two held senders are still served to the end.
+    for (n, s) in held.iter_mut().enumerate() {
+        let payloads: Vec<_> = (0..5)
+            .map(|i| dnstap_payload(n as u32 * 10 + i, Type::ResolverResponse))
+            .collect();
+        // START, the frames, STOP.
+        s.write_all(&stream_bytes(&payloads)).await.unwrap();
+        expect_bytes(s, &control_bytes(ControlType::Finish, &[])).await;
+    }
+    server.shutdown().await;
+    let snap = stats.snapshot();
+    assert_eq!(snap.connections_accepted, 2);
+    assert_eq!(snap.connections_refused, 1);
+    assert_eq!(snap.connections_finished, 2);
+    assert_eq!(rx.try_iter().count(), 10);
+}
