@@ -60,6 +60,11 @@ fn run(dir: &Path, args: &[&str]) -> Outcome {
     }
 }
 
+/// Asserts that `check-config --config cfg` fails with exit 2 and exactly `msg`.
+fn assert_check_config_error(dir: &Path, cfg: &str, msg: &str) {
+    assert_error(&run(dir, &["check-config", "--config", cfg]), 2, msg);
+}
+
 /// Asserts the run failed with exit `code`, nothing on stdout, and stderr exactly the one line
 /// `dnsensor: error: <msg>`.
 fn assert_error(o: &Outcome, code: i32, msg: &str) {
@@ -118,8 +123,7 @@ fn unknown_config_key_names_file_line_and_key() {
     );
     assert_error(&o, 2, &want);
     // check-config reports the very same line.
-    let o = run(dir.path(), &["check-config", "--config", &cfg]);
-    assert_error(&o, 2, &want);
+    assert_check_config_error(dir.path(), &cfg, &want);
     assert!(!dir.path().join("never.sock").exists());
 }
 
@@ -139,11 +143,7 @@ fn unknown_key_in_dnstap_table_names_its_line() {
          `client-responses`, `max-frame-bytes`, `max-connections`"
     );
     assert_error(&run(dir.path(), &["dnstap", "--config", &cfg]), 2, &want);
-    assert_error(
-        &run(dir.path(), &["check-config", "--config", &cfg]),
-        2,
-        &want,
-    );
+    assert_check_config_error(dir.path(), &cfg, &want);
 }
 
 #[test]
@@ -166,11 +166,7 @@ fn bad_value_type_in_file() {
         ],
     );
     assert_error(&o, 2, &want);
-    assert_error(
-        &run(dir.path(), &["check-config", "--config", &cfg]),
-        2,
-        &want,
-    );
+    assert_check_config_error(dir.path(), &cfg, &want);
 
     // The same in the [dnstap] table.
     let cfg = write_config(
@@ -198,11 +194,7 @@ fn window_zero_is_refused_from_file_and_flag() {
         ),
     );
     assert_error(&run(dir.path(), &["dnstap", "--config", &cfg]), 2, want);
-    assert_error(
-        &run(dir.path(), &["check-config", "--config", &cfg]),
-        2,
-        want,
-    );
+    assert_check_config_error(dir.path(), &cfg, want);
     let o = run(
         dir.path(),
         &["dnstap", "--listen", &sock_arg(dir.path()), "--window", "0"],
@@ -338,11 +330,7 @@ fn bad_log_level_from_flag_and_file() {
     );
     assert_error(&o, 2, want);
     let cfg = write_config(dir.path(), "ll.toml", "log-level = \"loud\"\n");
-    assert_error(
-        &run(dir.path(), &["check-config", "--config", &cfg]),
-        2,
-        want,
-    );
+    assert_check_config_error(dir.path(), &cfg, want);
 }
 
 #[test]

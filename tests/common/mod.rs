@@ -516,18 +516,7 @@ impl World {
         );
         let conf_path = d.join("unbound.conf");
         fs::write(&conf_path, conf).unwrap();
-        if let Ok(check) = which_optional("unbound-checkconf") {
-            let out = Command::new(check)
-                .arg(&conf_path)
-                .output()
-                .expect("unbound-checkconf");
-            assert!(
-                out.status.success(),
-                "unbound-checkconf failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        check_conf("unbound-checkconf", &conf_path);
         let mut cmd = Command::new(unbound);
         cmd.arg("-d").arg("-c").arg(&conf_path);
         let daemon = Daemon::spawn("unbound", cmd, &d, &[d.join("unbound.log")]);
@@ -564,18 +553,7 @@ impl World {
         );
         let conf_path = d.join("named.conf");
         fs::write(&conf_path, conf).unwrap();
-        if let Ok(check) = which_optional("named-checkconf") {
-            let out = Command::new(check)
-                .arg(&conf_path)
-                .output()
-                .expect("named-checkconf");
-            assert!(
-                out.status.success(),
-                "named-checkconf failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        check_conf("named-checkconf", &conf_path);
         let mut cmd = Command::new(named);
         // -4: IPv4 only; -g: foreground, log to stderr; runs as root without -u.
         cmd.arg("-4").arg("-g").arg("-c").arg(&conf_path);
@@ -944,4 +922,21 @@ pub fn key(rrname: &str, rrtype: &str, bailiwick: &str, rdata: &[&str]) -> Key {
         bailiwick.to_string(),
         r,
     )
+}
+
+/// Runs a daemon's own configuration checker on `conf`, when it is installed, so that a broken
+/// template fails with the checker's message instead of a daemon that never answers.
+fn check_conf(checker: &str, conf: &Path) {
+    if let Ok(check) = which_optional(checker) {
+        let out = Command::new(check)
+            .arg(conf)
+            .output()
+            .unwrap_or_else(|e| panic!("{checker}: {e}"));
+        assert!(
+            out.status.success(),
+            "{checker} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
