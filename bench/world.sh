@@ -160,7 +160,7 @@ world_start_unbound() {
     mkdir -p "$d"
     world_render root.hints.tmpl "$d/root.hints" "NET=$WORLD_NET"
     world_render unbound.conf.tmpl "$d/unbound.conf" \
-        "DIR=$d" "RESOLVER=$WORLD_RESOLVER" "SOCK=$sock"
+        "DIR=$d" "RESOLVER=$WORLD_RESOLVER" "SOCK=$sock" "CLIENT_RESPONSES=no"
     cat >>"$d/unbound.conf" <<'EOF'
 
 # bench additions (bench/world.sh): nothing may throttle a load of unique names.

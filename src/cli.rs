@@ -17,9 +17,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Consume dnstap (Frame Streams) from Unbound, BIND, Knot Resolver or PowerDNS Recursor.
-    Dnstap(DnstapArgs),
+    Dnstap(Box<DnstapArgs>),
     /// Check a configuration file and report every problem with its key and line.
     CheckConfig(CheckConfigArgs),
+    /// Write a new collector key pair: collector.key (mode 0600) and collector.pub.
+    Keygen(KeygenArgs),
+    /// Open sealed batches with the collector's key and print their COF lines.
+    Inspect(InspectArgs),
+    /// Run the reference collector: receive sealed batches, store them in SQLite, answer queries.
+    Collector(CollectorArgs),
 }
 
 /// Flags every recording mode shares. Each overrides the key of the same name in `--config`.
@@ -28,8 +34,9 @@ pub struct CommonArgs {
     /// TOML configuration file; flags override its keys.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Where records go: `stdout` or `file:PATH` (appended to). Default: stdout.
-    #[arg(long, value_name = "stdout|file:PATH")]
+    /// Where records go: `stdout`, `file:PATH` (appended to), or `collector` (sealed, spooled and
+    /// uploaded). Default: stdout.
+    #[arg(long, value_name = "stdout|file:PATH|collector")]
     pub output: Option<String>,
     /// Seconds between flushes of the de-duplication window. Default: 60.
     #[arg(long, value_name = "SECS")]
@@ -49,6 +56,47 @@ pub struct CommonArgs {
     /// Distinct RRsets held before a window is flushed early. Default: 200000.
     #[arg(long, value_name = "N")]
     pub max_entries: Option<usize>,
+    /// Keep A/AAAA records in private and special-purpose ranges (dropped by default).
+    #[arg(long)]
+    pub keep_private_addresses: bool,
+    /// Also drop A/AAAA records in this range (ADDR/LEN). Repeatable.
+    #[arg(long, value_name = "ADDR/LEN")]
+    pub drop_range: Vec<String>,
+    /// Also drop every record at or below this name. Repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub drop_suffix: Vec<String>,
+    /// Count distinct clients per record with a keyed hash (HMAC-SHA-256, key in memory only,
+    /// replaced every 24 h) and write the count as `clients`.
+    #[arg(long)]
+    pub client_counts: bool,
+    /// The collector's base URL, for `--output collector`: https://HOST[:PORT], or http:// to a
+    /// loopback address only.
+    #[arg(long, value_name = "URL")]
+    pub collector_url: Option<String>,
+    /// The collector's public key file (collector.pub from `dnsensor keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub collector_pubkey: Option<PathBuf>,
+    /// File holding the bearer token for the collector.
+    #[arg(long, value_name = "FILE")]
+    pub collector_token_file: Option<PathBuf>,
+    /// PEM file of CA certificates to trust for the collector instead of the system roots.
+    #[arg(long, value_name = "FILE")]
+    pub collector_ca: Option<PathBuf>,
+    /// Directory of sealed batches awaiting upload. Default: /var/lib/dnsensor/spool.
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// Bytes the spool may hold before the oldest batch is dropped. Default: 1073741824.
+    #[arg(long, value_name = "BYTES")]
+    pub spool_max_bytes: Option<u64>,
+    /// Batches the spool may hold before the oldest is dropped. Default: 10000.
+    #[arg(long, value_name = "N")]
+    pub spool_max_files: Option<usize>,
+    /// Uploads in flight at once. Default: 2.
+    #[arg(long, value_name = "N")]
+    pub upload_concurrency: Option<usize>,
+    /// Seconds an upload may take before it is abandoned and retried. Default: 30.
+    #[arg(long, value_name = "SECS")]
+    pub upload_timeout: Option<u64>,
 }
 
 /// `dnsensor dnstap`.
@@ -68,6 +116,54 @@ pub struct DnstapArgs {
     /// Senders served at once; one more is closed at once and counted. Default: 64.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+}
+
+/// `dnsensor keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Directory to write collector.key and collector.pub into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// `dnsensor inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The collector's secret key (collector.key).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Sealed batch files.
+    #[arg(required = true, value_name = "BATCH")]
+    pub batches: Vec<PathBuf>,
+}
+
+/// `dnsensor collector`.
+#[derive(Debug, Args, Default)]
+pub struct CollectorArgs {
+    /// TOML configuration file (its `[collector]` table); flags override its keys.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to serve on, as ADDR:PORT.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+    /// The collector's secret key (collector.key).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// SQLite database file (created if missing).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// File holding the bearer token that sensors and analysts must present.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// PEM certificate chain; with --tls-key, serve HTTPS.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// error, warn, info, debug or trace. Default: info.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
 }
 
 /// `dnsensor check-config`.

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{CommonArgs, DnstapArgs};
+use dnsensor_core::privacy::{PrivacyConfig, PrivacyFilter};
+
+use crate::cli::{CollectorArgs, CommonArgs, DnstapArgs};
 
 /// The file as written. Unknown keys are errors, so a typo never silently falls back to a default.
 #[derive(Debug, Default, Deserialize)]
@@ -19,8 +21,36 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     pub queue_depth: Option<usize>,
     pub max_entries: Option<usize>,
+    pub keep_private_addresses: Option<bool>,
+    pub drop_range: Option<Vec<String>>,
+    pub drop_suffix: Option<Vec<String>>,
+    pub client_counts: Option<bool>,
+    pub collector_url: Option<String>,
+    pub collector_pubkey: Option<PathBuf>,
+    pub collector_token_file: Option<PathBuf>,
+    pub collector_ca: Option<PathBuf>,
+    pub spool: Option<PathBuf>,
+    pub spool_max_bytes: Option<u64>,
+    pub spool_max_files: Option<usize>,
+    pub upload_concurrency: Option<usize>,
+    pub upload_timeout: Option<u64>,
     #[serde(default)]
     pub dnstap: DnstapSection,
+    #[serde(default)]
+    pub collector: CollectorSection,
+}
+
+/// The `[collector]` table, read by `dnsensor collector`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CollectorSection {
+    pub listen: Option<String>,
+    pub key: Option<PathBuf>,
+    pub db: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub log_level: Option<String>,
 }
 
 /// The `[dnstap]` table.
@@ -86,6 +116,8 @@ pub fn parse(text: &str) -> Result<FileConfig, ConfigError> {
 pub enum Output {
     Stdout,
     File(PathBuf),
+    /// Sealed batches in the spool, uploaded to the collector.
+    Collector,
 }
 
 impl std::str::FromStr for Output {
@@ -101,9 +133,11 @@ impl std::str::FromStr for Output {
             }
             Ok(Output::File(PathBuf::from(path)))
         } else if s == "collector" {
-            err("output: `collector` is not available in this version; use stdout or file:PATH")
+            Ok(Output::Collector)
         } else {
-            err(format!("output: `{s}` is not one of stdout, file:PATH"))
+            err(format!(
+                "output: `{s}` is not one of stdout, file:PATH, collector"
+            ))
         }
     }
 }
@@ -118,6 +152,32 @@ pub struct Common {
     pub workers: usize,
     pub queue_depth: usize,
     pub max_entries: usize,
+    pub privacy: PrivacyConfig,
+    /// `privacy`, built.
+    pub privacy_filter: PrivacyFilter,
+    pub client_counts: bool,
+    /// Present exactly when the output is `collector`.
+    pub delivery: Option<Delivery>,
+}
+
+/// How sealed batches reach the collector (`--output collector`), checked.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub upload: dnsensor_delivery::upload::UploaderConfig,
+    pub pubkey: PathBuf,
+    pub token_file: PathBuf,
+    pub spool: dnsensor_delivery::spool::SpoolConfig,
+}
+
+/// Settings of `dnsensor collector`, checked.
+#[derive(Debug, Clone)]
+pub struct CollectorSettings {
+    pub listen: std::net::SocketAddr,
+    pub key: PathBuf,
+    pub db: PathBuf,
+    pub token_file: PathBuf,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub log_level: log::LevelFilter,
 }
 
 /// Settings of `dnsensor dnstap`, checked.
@@ -199,6 +259,24 @@ pub fn common(args: &CommonArgs, file: &FileConfig) -> Result<Common, ConfigErro
             "max-entries: {max_entries} is out of range 1..=100000000"
         ));
     }
+    let privacy = PrivacyConfig {
+        keep_private_addresses: args.keep_private_addresses
+            || file.keep_private_addresses.unwrap_or(false),
+        drop_ranges: flag_or_file(&args.drop_range, &file.drop_range),
+        drop_suffixes: flag_or_file(&args.drop_suffix, &file.drop_suffix),
+    };
+    let privacy_filter = PrivacyFilter::new(&privacy).map_err(|e| {
+        let key = if e.contains("not a range") {
+            "drop-range"
+        } else {
+            "drop-suffix"
+        };
+        ConfigError(format!("{key}: {e}"))
+    })?;
+    let delivery = match output {
+        Output::Collector => Some(delivery(args, file, sensor_id.is_some())?),
+        _ => None,
+    };
     Ok(Common {
         output,
         window: Duration::from_secs(window),
@@ -207,6 +285,178 @@ pub fn common(args: &CommonArgs, file: &FileConfig) -> Result<Common, ConfigErro
         workers,
         queue_depth,
         max_entries,
+        privacy,
+        privacy_filter,
+        client_counts: args.client_counts || file.client_counts.unwrap_or(false),
+        delivery,
+    })
+}
+
+/// A repeatable flag's values when given, else the file's list.
+fn flag_or_file(flag: &[String], file: &Option<Vec<String>>) -> Vec<String> {
+    if flag.is_empty() {
+        file.clone().unwrap_or_default()
+    } else {
+        flag.to_vec()
+    }
+}
+
+/// The delivery settings that `--output collector` needs; each missing one is named.
+fn delivery(
+    args: &CommonArgs,
+    file: &FileConfig,
+    has_sensor_id: bool,
+) -> Result<Delivery, ConfigError> {
+    use dnsensor_delivery::spool::SpoolConfig;
+    use dnsensor_delivery::upload::UploaderConfig;
+    let need = |key: &str| {
+        ConfigError(format!(
+            "{key}: `--output collector` needs it (see dnsensor dnstap --help)"
+        ))
+    };
+    if !has_sensor_id {
+        return Err(need("sensor-id"));
+    }
+    let url = args
+        .collector_url
+        .clone()
+        .or_else(|| file.collector_url.clone())
+        .ok_or_else(|| need("collector-url"))?;
+    let pubkey = args
+        .collector_pubkey
+        .clone()
+        .or_else(|| file.collector_pubkey.clone())
+        .ok_or_else(|| need("collector-pubkey"))?;
+    let token_file = args
+        .collector_token_file
+        .clone()
+        .or_else(|| file.collector_token_file.clone())
+        .ok_or_else(|| need("collector-token-file"))?;
+    let defaults = SpoolConfig::default();
+    let spool = SpoolConfig {
+        dir: args
+            .spool
+            .clone()
+            .or_else(|| file.spool.clone())
+            .unwrap_or_else(|| PathBuf::from("/var/lib/dnsensor/spool")),
+        max_bytes: args
+            .spool_max_bytes
+            .or(file.spool_max_bytes)
+            .unwrap_or(defaults.max_bytes),
+        max_files: args
+            .spool_max_files
+            .or(file.spool_max_files)
+            .unwrap_or(defaults.max_files),
+    };
+    if spool.max_bytes < 1 << 20 {
+        return err(format!(
+            "spool-max-bytes: {} is below the minimum of 1048576",
+            spool.max_bytes
+        ));
+    }
+    if spool.max_files < 1 {
+        return err("spool-max-files: must be at least 1");
+    }
+    let upload_defaults = UploaderConfig::default();
+    let concurrency = args
+        .upload_concurrency
+        .or(file.upload_concurrency)
+        .unwrap_or(upload_defaults.concurrency);
+    if !(1..=64).contains(&concurrency) {
+        return err(format!(
+            "upload-concurrency: {concurrency} is out of range 1..=64"
+        ));
+    }
+    let timeout = args
+        .upload_timeout
+        .or(file.upload_timeout)
+        .unwrap_or(upload_defaults.request_timeout.as_secs());
+    if !(1..=3600).contains(&timeout) {
+        return err(format!(
+            "upload-timeout: {timeout} is out of range 1..=3600 seconds"
+        ));
+    }
+    let upload = UploaderConfig {
+        url,
+        token: String::new(),
+        request_timeout: Duration::from_secs(timeout),
+        ca_file: args
+            .collector_ca
+            .clone()
+            .or_else(|| file.collector_ca.clone()),
+        concurrency,
+        ..upload_defaults
+    };
+    // The token is read from its file when the mode starts; here only the rest is checked.
+    UploaderConfig {
+        token: "checked-at-start".into(),
+        ..upload.clone()
+    }
+    .validate()
+    .map_err(|e| ConfigError(format!("collector-url: {e}")))?;
+    Ok(Delivery {
+        upload,
+        pubkey,
+        token_file,
+        spool,
+    })
+}
+
+/// The settings of `dnsensor collector`.
+pub fn collector(
+    args: &CollectorArgs,
+    file: &FileConfig,
+) -> Result<CollectorSettings, ConfigError> {
+    let c = &file.collector;
+    let need = |key: &str| ConfigError(format!("{key}: required (see dnsensor collector --help)"));
+    let listen_text = args
+        .listen
+        .clone()
+        .or_else(|| c.listen.clone())
+        .ok_or_else(|| need("listen"))?;
+    let listen = listen_text.parse().map_err(|_| {
+        ConfigError(format!(
+            "listen: `{listen_text}` is not ADDR:PORT, as in 127.0.0.1:8053 or [::1]:8053"
+        ))
+    })?;
+    let key = args
+        .key
+        .clone()
+        .or_else(|| c.key.clone())
+        .ok_or_else(|| need("key"))?;
+    let db = args
+        .db
+        .clone()
+        .or_else(|| c.db.clone())
+        .ok_or_else(|| need("db"))?;
+    let token_file = args
+        .token_file
+        .clone()
+        .or_else(|| c.token_file.clone())
+        .ok_or_else(|| need("token-file"))?;
+    let tls = match (
+        args.tls_cert.clone().or_else(|| c.tls_cert.clone()),
+        args.tls_key.clone().or_else(|| c.tls_key.clone()),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) => return err("tls-key: --tls-cert needs --tls-key"),
+        (None, Some(_)) => return err("tls-cert: --tls-key needs --tls-cert"),
+    };
+    let log_level = parse_level(
+        args.log_level
+            .as_deref()
+            .or(c.log_level.as_deref())
+            .or(file.log_level.as_deref())
+            .unwrap_or("info"),
+    )?;
+    Ok(CollectorSettings {
+        listen,
+        key,
+        db,
+        token_file,
+        tls,
+        log_level,
     })
 }
 
@@ -261,6 +511,9 @@ pub fn dnstap(args: &DnstapArgs, file: &FileConfig) -> Result<DnstapSettings, Co
 /// bound (the daemon may be running), but a unix socket's directory must exist.
 pub fn check(file: &FileConfig) -> Result<(), ConfigError> {
     common(&CommonArgs::default(), file)?;
+    if file.collector.listen.is_some() {
+        collector(&CollectorArgs::default(), file)?;
+    }
     if file.dnstap.listen.is_some() {
         let args = DnstapArgs {
             common: CommonArgs::default(),
@@ -323,7 +576,39 @@ mod tests {
         assert_eq!("stdout".parse::<Output>().unwrap(), Output::Stdout);
         assert_eq!(
             "udp:1".parse::<Output>().unwrap_err().0,
-            "output: `udp:1` is not one of stdout, file:PATH"
+            "output: `udp:1` is not one of stdout, file:PATH, collector"
         );
+        assert_eq!("collector".parse::<Output>().unwrap(), Output::Collector);
+    }
+
+    #[test]
+    fn collector_output_names_what_is_missing() {
+        let file = parse("output = \"collector\"\nsensor-id = \"s1\"\n").unwrap();
+        let e = common(&CommonArgs::default(), &file).unwrap_err();
+        assert_eq!(
+            e.0,
+            "collector-url: `--output collector` needs it (see dnsensor dnstap --help)"
+        );
+        let file = parse(
+            "output = \"collector\"\nsensor-id = \"s1\"\ncollector-url = \"http://192.0.2.1:8053\"\n\
+             collector-pubkey = \"/k\"\ncollector-token-file = \"/t\"\n",
+        )
+        .unwrap();
+        let e = common(&CommonArgs::default(), &file).unwrap_err();
+        assert!(e.0.starts_with("collector-url: "), "{}", e.0);
+    }
+
+    #[test]
+    fn privacy_keys_are_checked() {
+        let file = parse("drop-range = [\"10.0.0.0/40\"]\n").unwrap();
+        let e = common(&CommonArgs::default(), &file).unwrap_err();
+        assert_eq!(
+            e.0,
+            "drop-range: \"10.0.0.0/40\" is not a range: prefix length too long"
+        );
+        let file = parse("drop-suffix = [\"corp.example.\"]\nclient-counts = true\n").unwrap();
+        let c = common(&CommonArgs::default(), &file).unwrap();
+        assert_eq!(c.privacy.drop_suffixes, vec!["corp.example.".to_string()]);
+        assert!(c.client_counts);
     }
 }

@@ -4,7 +4,10 @@
 mod cli;
 mod config;
 mod logging;
+mod mode_collector;
 mod mode_dnstap;
+mod mode_tools;
+mod outlet;
 
 use std::process::ExitCode;
 
@@ -34,7 +37,10 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Dnstap(args) => mode_dnstap::main(args),
+        Command::Dnstap(args) => mode_dnstap::main(*args),
+        Command::Keygen(args) => mode_tools::keygen(args),
+        Command::Inspect(args) => mode_tools::inspect(args),
+        Command::Collector(args) => mode_collector::main(args),
         Command::CheckConfig(args) => {
             match config::load(&args.config).and_then(|f| config::check(&f)) {
                 Ok(()) => {

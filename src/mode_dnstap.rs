@@ -4,12 +4,12 @@
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
-use dnsensor_core::output::{FileSink, Sink, StdoutSink};
 use dnsensor_core::pipeline::{Pipeline, PipelineConfig, PipelineSnapshot};
 
 use crate::cli::DnstapArgs;
-use crate::config::{self, Common, Output};
+use crate::config::{self, Common};
 use crate::logging;
+use crate::outlet;
 
 /// Runs the mode; errors before start-up are one line on stderr and exit code 2 (configuration)
 /// or 1 (the system refused something, such as a socket path).
@@ -23,8 +23,8 @@ pub fn main(args: DnstapArgs) -> ExitCode {
         Err(e) => return fail(2, e),
     };
     logging::init(settings.common.log_level);
-    let sink = match open_sink(&settings.common) {
-        Ok(s) => s,
+    let outlet = match outlet::open(&settings.common) {
+        Ok(o) => o,
         Err(e) => return fail(1, e),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -46,10 +46,11 @@ pub fn main(args: DnstapArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(1, e),
     };
-    let pipeline = match Pipeline::start(pipeline_config(&settings.common), sink) {
+    let pipeline = match Pipeline::start(pipeline_config(&settings.common), outlet.sink) {
         Ok(p) => p,
         Err(e) => return fail(1, format!("cannot start the pipeline: {e}")),
     };
+    log_privacy(&settings.common);
     let stats = server.stats();
     let handoff = pipeline.handoff();
     let served = runtime.block_on(async move {
@@ -65,7 +66,12 @@ pub fn main(args: DnstapArgs) -> ExitCode {
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     let snap = pipeline.shutdown();
-    log::info!("{}", summary(&snap, &stats));
+    let mut line = summary(&snap, &stats);
+    if let Some(delivery) = outlet.delivery {
+        line.push(' ');
+        line.push_str(&delivery.finish());
+    }
+    log::info!("{line}");
     ExitCode::SUCCESS
 }
 
@@ -74,13 +80,16 @@ fn fail(code: u8, e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn open_sink(common: &Common) -> Result<Box<dyn Sink>, String> {
-    match &common.output {
-        Output::Stdout => Ok(Box::new(StdoutSink)),
-        Output::File(path) => FileSink::open(path)
-            .map(|s| Box::new(s) as Box<dyn Sink>)
-            .map_err(|e| format!("cannot open output {e}")),
-    }
+/// One line at start-up saying what the privacy stage will drop, so an operator can check it.
+fn log_privacy(common: &Common) {
+    let p = &common.privacy;
+    log::info!(
+        "privacy: client addresses dropped; private addresses {}; {} extra range(s), {} extra suffix(es) (docs/privacy.md); client counts {}",
+        if p.keep_private_addresses { "kept" } else { "dropped" },
+        p.drop_ranges.len(),
+        p.drop_suffixes.len(),
+        if common.client_counts { "on" } else { "off" },
+    );
 }
 
 pub(crate) fn pipeline_config(common: &Common) -> PipelineConfig {
@@ -90,10 +99,12 @@ pub(crate) fn pipeline_config(common: &Common) -> PipelineConfig {
         window: common.window,
         max_entries: common.max_entries,
         sensor_id: common.sensor_id.clone(),
+        privacy: common.privacy_filter.clone(),
+        client_counts: common.client_counts,
     }
 }
 
-async fn wait_for_stop_signal() {
+pub(crate) async fn wait_for_stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -109,17 +120,21 @@ async fn wait_for_stop_signal() {
     }
 }
 
-/// The exit line. Records are those kept after the bailiwick check.
+/// The exit line. Records are those kept after the bailiwick check and the privacy stage.
 fn summary(p: &PipelineSnapshot, d: &dnsensor_dnstap::DnstapStats) -> String {
     let decode_errors = d.decode_errors.load(Ordering::Relaxed);
     format!(
-        "summary: messages={} responses_used={} records={} rrsets_flushed={} shed={} malformed={} out_of_bailiwick={}",
+        "summary: messages={} responses_used={} records={} rrsets_flushed={} shed={} malformed={} out_of_bailiwick={} private_dropped={}",
         d.messages_decoded.load(Ordering::Relaxed),
         p.offered - p.shed,
-        p.extract.records - p.extract.out_of_bailiwick,
+        p.extract.records
+            - p.extract.out_of_bailiwick
+            - p.extract.private_address
+            - p.extract.private_name,
         p.rrsets_flushed,
         p.shed,
         p.extract.malformed + decode_errors,
         p.extract.out_of_bailiwick,
+        p.extract.private_address + p.extract.private_name,
     )
 }

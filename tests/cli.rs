@@ -98,8 +98,11 @@ fn sock_arg(dir: &Path) -> String {
     format!("unix:{}", dir.join("never.sock").display())
 }
 
-const TOP_LEVEL_KEYS: &str =
-    "`output`, `window`, `sensor-id`, `log-level`, `workers`, `queue-depth`, `max-entries`, `dnstap`";
+const TOP_LEVEL_KEYS: &str = "`output`, `window`, `sensor-id`, `log-level`, `workers`, \
+     `queue-depth`, `max-entries`, `keep-private-addresses`, `drop-range`, `drop-suffix`, \
+     `client-counts`, `collector-url`, `collector-pubkey`, `collector-token-file`, \
+     `collector-ca`, `spool`, `spool-max-bytes`, `spool-max-files`, `upload-concurrency`, \
+     `upload-timeout`, `dnstap`, `collector`";
 
 #[test]
 fn unknown_config_key_names_file_line_and_key() {
@@ -210,7 +213,7 @@ fn bad_output() {
     for (output, want) in [
         (
             "udp:192.0.2.1:9",
-            "output: `udp:192.0.2.1:9` is not one of stdout, file:PATH",
+            "output: `udp:192.0.2.1:9` is not one of stdout, file:PATH, collector",
         ),
         (
             "file:",
@@ -218,7 +221,7 @@ fn bad_output() {
         ),
         (
             "collector",
-            "output: `collector` is not available in this version; use stdout or file:PATH",
+            "sensor-id: `--output collector` needs it (see dnsensor dnstap --help)",
         ),
     ] {
         let o = run(
@@ -227,6 +230,60 @@ fn bad_output() {
         );
         assert_error(&o, 2, want);
     }
+    assert!(!dir.path().join("never.sock").exists());
+}
+
+/// `--output collector`: each missing or unusable piece is named in one line, before any socket
+/// is bound.
+#[test]
+fn collector_output_errors_name_the_setting() {
+    let dir = TestDir::new("cli-collector");
+    let listen = sock_arg(dir.path());
+    let d = dir.path().display().to_string();
+    let base = |url: &str| -> Vec<String> {
+        [
+            "dnstap",
+            "--listen",
+            &listen,
+            "--output",
+            "collector",
+            "--sensor-id",
+            "s1",
+            "--collector-url",
+            url,
+            "--collector-pubkey",
+            &format!("{d}/missing.pub"),
+            "--collector-token-file",
+            &format!("{d}/token"),
+            "--spool",
+            &format!("{d}/spool"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let args = base("http://192.0.2.1:8053");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = run(dir.path(), &args);
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
+    assert!(
+        o.stderr.starts_with("dnsensor: error: collector-url: ") && o.stderr.contains("loopback"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
+
+    let args = base("http://127.0.0.1:8053");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = run(dir.path(), &args);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(
+        o.stderr.starts_with("dnsensor: error: collector-pubkey: ")
+            && o.stderr.contains("missing.pub"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
     assert!(!dir.path().join("never.sock").exists());
 }
 
@@ -417,7 +474,7 @@ fn version_and_help_exit_0() {
     assert_eq!(o.stderr, "");
     for flag in [
         "--config <FILE>",
-        "--output <stdout|file:PATH>",
+        "--output <stdout|file:PATH|collector>",
         "--window <SECS>",
         "--sensor-id <ID>",
         "--log-level <LEVEL>",
@@ -427,6 +484,15 @@ fn version_and_help_exit_0() {
         "--listen <unix:PATH|tcp:ADDR:PORT>",
         "--client-responses",
         "--max-frame-bytes <BYTES>",
+        "--keep-private-addresses",
+        "--drop-range <ADDR/LEN>",
+        "--drop-suffix <NAME>",
+        "--client-counts",
+        "--collector-url <URL>",
+        "--collector-pubkey <FILE>",
+        "--collector-token-file <FILE>",
+        "--collector-ca <FILE>",
+        "--spool <DIR>",
     ] {
         assert!(o.stdout.contains(flag), "`{flag}` missing:\n{}", o.stdout);
     }

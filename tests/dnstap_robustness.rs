@@ -254,7 +254,7 @@ fn bad_senders_do_not_disturb_a_good_one() {
         Some(
             format!(
                 "summary: messages={messages} responses_used={messages} records={GOOD} \
-                 rrsets_flushed={GOOD} shed=0 malformed={malformed} out_of_bailiwick=0"
+                 rrsets_flushed={GOOD} shed=0 malformed={malformed} out_of_bailiwick=0 private_dropped=0"
             )
             .as_str()
         ),
@@ -351,7 +351,7 @@ fn client_responses_are_ignored_by_default() {
         summary_line(&run.stderr).as_deref(),
         Some(
             "summary: messages=3 responses_used=1 records=1 rrsets_flushed=1 shed=0 \
-             malformed=0 out_of_bailiwick=0"
+             malformed=0 out_of_bailiwick=0 private_dropped=0"
         ),
         "{ctx}"
     );
@@ -382,7 +382,7 @@ fn client_responses_flag_records_them_without_bailiwick() {
         summary_line(&run.stderr).as_deref(),
         Some(
             "summary: messages=3 responses_used=3 records=3 rrsets_flushed=3 shed=0 \
-             malformed=0 out_of_bailiwick=0"
+             malformed=0 out_of_bailiwick=0 private_dropped=0"
         ),
         "{ctx}"
     );
@@ -444,7 +444,7 @@ fn tcp_listener_unidirectional() {
         summary_line(&run.stderr).as_deref(),
         Some(
             "summary: messages=20 responses_used=20 records=20 rrsets_flushed=20 shed=0 \
-             malformed=0 out_of_bailiwick=0"
+             malformed=0 out_of_bailiwick=0 private_dropped=0"
         ),
         "{ctx}"
     );
@@ -483,7 +483,7 @@ fn frames_split_across_writes() {
         summary_line(&run.stderr).as_deref(),
         Some(
             "summary: messages=10 responses_used=10 records=10 rrsets_flushed=10 shed=0 \
-             malformed=0 out_of_bailiwick=0"
+             malformed=0 out_of_bailiwick=0 private_dropped=0"
         ),
         "{ctx}"
     );

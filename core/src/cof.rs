@@ -11,6 +11,8 @@ use crate::rrset::KeyView;
 #[derive(Debug, Default)]
 pub struct CofEncoder {
     text: String,
+    /// Write each entry's distinct-client count as `clients`.
+    clients: bool,
 }
 
 impl CofEncoder {
@@ -19,10 +21,18 @@ impl CofEncoder {
         CofEncoder::default()
     }
 
+    /// An encoder that also writes `"clients":N` after `count`, for `--client-counts`.
+    pub fn with_clients() -> CofEncoder {
+        CofEncoder {
+            clients: true,
+            ..CofEncoder::default()
+        }
+    }
+
     /// Appends one COF line (with its trailing newline) for `key` and `entry` to `out`.
     ///
     /// Field order is fixed: rrname, rrtype, rdata, bailiwick (when known), time_first,
-    /// time_last, count, sensor_id (when set).
+    /// time_last, count, clients (with [`CofEncoder::with_clients`]), sensor_id (when set).
     pub fn write_line(
         &mut self,
         out: &mut Vec<u8>,
@@ -69,6 +79,10 @@ impl CofEncoder {
         push_u64(out, entry.last);
         out.extend_from_slice(b",\"count\":");
         push_u64(out, entry.count);
+        if self.clients {
+            out.extend_from_slice(b",\"clients\":");
+            push_u64(out, entry.clients.into());
+        }
         if let Some(id) = sensor_id {
             out.extend_from_slice(b",\"sensor_id\":");
             push_json_str(out, id);

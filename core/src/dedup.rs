@@ -14,14 +14,58 @@ pub struct Entry {
     pub first: u64,
     /// Last sighting, Unix seconds.
     pub last: u64,
+    /// Distinct keyed client hashes seen with this key; 0 unless the table counts clients.
+    pub clients: u32,
 }
 
 impl Entry {
+    /// One sighting at `time`.
+    pub fn once(time: u64) -> Entry {
+        Entry {
+            count: 1,
+            first: time,
+            last: time,
+            clients: 0,
+        }
+    }
+
+    /// Adds the count and widens the times. `clients` is left alone: distinct counts do not add
+    /// up, so the table recounts them from its client set.
     fn absorb(&mut self, other: &Entry) {
         // Saturating: counts come from untrusted traffic, and a window must never panic.
         self.count = self.count.saturating_add(other.count);
         self.first = self.first.min(other.first);
         self.last = self.last.max(other.last);
+    }
+}
+
+/// The distinct (key, client hash) pairs of a table that counts clients, bounded like the table.
+#[derive(Debug)]
+struct ClientSet {
+    /// (the key's arena offset, which is unique per key within a table; keyed client hash).
+    pairs: hashbrown::HashSet<(usize, u64), foldhash::fast::RandomState>,
+    max_pairs: usize,
+    /// Pairs not counted because the set was full.
+    saturated: u64,
+}
+
+impl ClientSet {
+    fn new(max_entries: usize) -> ClientSet {
+        ClientSet {
+            pairs: hashbrown::HashSet::with_hasher(foldhash::fast::RandomState::default()),
+            // A few clients per key on average before the set stops growing.
+            max_pairs: max_entries.saturating_mul(8).max(1 << 16),
+            saturated: 0,
+        }
+    }
+
+    /// True if the pair is new (and now counted).
+    fn insert(&mut self, key_start: usize, client: u64) -> bool {
+        if self.pairs.len() >= self.max_pairs && !self.pairs.contains(&(key_start, client)) {
+            self.saturated += 1;
+            return false;
+        }
+        self.pairs.insert((key_start, client))
     }
 }
 
@@ -37,6 +81,8 @@ pub struct DedupTable {
     // and a random seed keeps collisions from being precomputed.
     hasher: foldhash::fast::RandomState,
     max_entries: usize,
+    /// Present when the table counts distinct clients (`--client-counts`).
+    clients: Option<ClientSet>,
 }
 
 #[derive(Debug)]
@@ -66,46 +112,48 @@ impl DedupTable {
             keys: Vec::with_capacity(capacity * TYPICAL_KEY_BYTES),
             hasher: foldhash::fast::RandomState::default(),
             max_entries: max_entries.max(1),
+            clients: None,
+        }
+    }
+
+    /// Like [`DedupTable::new`], for a table that also counts distinct clients per key.
+    pub fn with_client_counts(max_entries: usize) -> DedupTable {
+        DedupTable {
+            clients: Some(ClientSet::new(max_entries)),
+            ..DedupTable::new(max_entries)
         }
     }
 
     /// Counts one sighting of `key` at `time` (Unix seconds).
     pub fn observe(&mut self, key: &[u8], time: u64) {
-        self.add(
+        self.add(key, &Entry::once(time));
+    }
+
+    /// Counts one sighting of `key` at `time` by the client whose keyed hash is `client`. Without
+    /// a client, or in a table that does not count clients, this is [`DedupTable::observe`].
+    pub fn observe_from(&mut self, key: &[u8], time: u64, client: Option<u64>) {
+        let slot = add_to(
+            &mut self.slots,
+            &mut self.keys,
+            &self.hasher,
             key,
-            &Entry {
-                count: 1,
-                first: time,
-                last: time,
-            },
+            &Entry::once(time),
         );
+        if let (Some(client), Some(set)) = (client, self.clients.as_mut()) {
+            if set.insert(slot.start, client) {
+                slot.entry.clients = slot.entry.clients.saturating_add(1);
+            }
+        }
+    }
+
+    /// Pairs not counted because the table's client set was full.
+    pub fn clients_saturated(&self) -> u64 {
+        self.clients.as_ref().map_or(0, |c| c.saturated)
     }
 
     /// Adds `entry` to the key's entry, inserting the key if it is new.
-    fn add(&mut self, key: &[u8], entry: &Entry) {
-        let DedupTable {
-            slots,
-            keys,
-            hasher,
-            ..
-        } = self;
-        let hash = hasher.hash_one(key);
-        if let Some(slot) = slots.find_mut(hash, |s| s.key(keys) == key) {
-            slot.entry.absorb(entry);
-            return;
-        }
-        let start = keys.len();
-        keys.extend_from_slice(key);
-        let arena = &*keys;
-        slots.insert_unique(
-            hash,
-            Slot {
-                start,
-                len: key.len(),
-                entry: *entry,
-            },
-            |s| hasher.hash_one(s.key(arena)),
-        );
+    fn add(&mut self, key: &[u8], entry: &Entry) -> &mut Slot {
+        add_to(&mut self.slots, &mut self.keys, &self.hasher, key, entry)
     }
 
     /// True once the table holds its cap of keys and should be flushed.
@@ -125,28 +173,91 @@ impl DedupTable {
 
     /// Moves the contents out, leaving an empty table with the same cap.
     pub fn take(&mut self) -> DedupTable {
-        let fresh = DedupTable::new(self.max_entries);
+        let fresh = match self.clients {
+            Some(_) => DedupTable::with_client_counts(self.max_entries),
+            None => DedupTable::new(self.max_entries),
+        };
         std::mem::replace(self, fresh)
     }
 
     /// Folds another table into this one: counts add up, times widen. The cap is not enforced
     /// here because merging happens at flush time, after which the table is written and dropped.
     pub fn merge(&mut self, other: DedupTable) {
-        if self.slots.is_empty() {
+        if self.slots.is_empty() && (self.clients.is_some() || other.clients.is_none()) {
             *self = DedupTable {
                 max_entries: self.max_entries,
                 ..other
             };
             return;
         }
+        // The other table's clients, by its key offsets, to be recounted under ours.
+        let mut theirs: hashbrown::HashMap<usize, Vec<u64>> = hashbrown::HashMap::new();
+        if let Some(set) = &other.clients {
+            for &(start, client) in &set.pairs {
+                theirs.entry(start).or_default().push(client);
+            }
+        }
         for slot in other.slots.iter() {
-            self.add(slot.key(&other.keys), &slot.entry);
+            let mine = add_to(
+                &mut self.slots,
+                &mut self.keys,
+                &self.hasher,
+                slot.key(&other.keys),
+                &slot.entry,
+            );
+            if let (Some(set), Some(clients)) = (self.clients.as_mut(), theirs.get(&slot.start)) {
+                for &client in clients {
+                    if set.insert(mine.start, client) {
+                        mine.entry.clients = mine.entry.clients.saturating_add(1);
+                    }
+                }
+            }
+        }
+        if let (Some(set), Some(their_set)) = (self.clients.as_mut(), other.clients.as_ref()) {
+            set.saturated += their_set.saturated;
         }
     }
 
     /// Iterates over keys and entries in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
         self.slots.iter().map(|s| (s.key(&self.keys), &s.entry))
+    }
+}
+
+/// Adds `entry` to the entry of `key`, copying the key into the arena if it is new, and returns
+/// its slot. A free function so callers can hold the slot while touching the table's other fields.
+fn add_to<'t>(
+    slots: &'t mut HashTable<Slot>,
+    keys: &mut Vec<u8>,
+    hasher: &foldhash::fast::RandomState,
+    key: &[u8],
+    entry: &Entry,
+) -> &'t mut Slot {
+    let hash = hasher.hash_one(key);
+    let arena = &*keys;
+    match slots.entry(
+        hash,
+        |s| s.key(arena) == key,
+        |s| hasher.hash_one(s.key(arena)),
+    ) {
+        hashbrown::hash_table::Entry::Occupied(slot) => {
+            let slot = slot.into_mut();
+            slot.entry.absorb(entry);
+            slot
+        }
+        hashbrown::hash_table::Entry::Vacant(vacant) => {
+            let start = keys.len();
+            keys.extend_from_slice(key);
+            let mut fresh = *entry;
+            fresh.clients = 0;
+            vacant
+                .insert(Slot {
+                    start,
+                    len: key.len(),
+                    entry: fresh,
+                })
+                .into_mut()
+        }
     }
 }
 
@@ -168,7 +279,8 @@ mod tests {
             Entry {
                 count: 3,
                 first: 90,
-                last: 120
+                last: 120,
+                clients: 0,
             }
         );
     }
@@ -203,9 +315,42 @@ mod tests {
             Entry {
                 count: 3,
                 first: 5,
-                last: 30
+                last: 30,
+                clients: 0,
             }
         );
+    }
+
+    #[test]
+    fn distinct_clients_are_counted_per_key_and_recounted_on_merge() {
+        let mut a = DedupTable::with_client_counts(10);
+        a.observe_from(b"x", 1, Some(7));
+        a.observe_from(b"x", 2, Some(7));
+        a.observe_from(b"x", 3, Some(8));
+        a.observe_from(b"x", 4, None);
+        a.observe_from(b"y", 1, Some(7));
+        let mut b = DedupTable::with_client_counts(10);
+        b.observe_from(b"x", 5, Some(8));
+        b.observe_from(b"x", 6, Some(9));
+        b.observe_from(b"z", 6, Some(9));
+        let get = |t: &DedupTable, k: &[u8]| *t.iter().find(|(key, _)| *key == k).unwrap().1;
+        assert_eq!(get(&a, b"x").clients, 2);
+        assert_eq!(get(&a, b"x").count, 4);
+        a.merge(b);
+        assert_eq!(get(&a, b"x").clients, 3, "7, 8 and 9; 8 seen by both");
+        assert_eq!(get(&a, b"x").count, 6);
+        assert_eq!(get(&a, b"y").clients, 1);
+        assert_eq!(get(&a, b"z").clients, 1);
+        // Merging into an empty table keeps the other's counts, and `take` keeps counting.
+        let mut empty = DedupTable::with_client_counts(10);
+        empty.merge(a.take());
+        assert_eq!(get(&empty, b"x").clients, 3);
+        a.observe_from(b"x", 9, Some(1));
+        assert_eq!(get(&a, b"x").clients, 1);
+        // A table that does not count clients writes 0.
+        let mut plain = DedupTable::new(10);
+        plain.observe_from(b"x", 1, Some(7));
+        assert_eq!(get(&plain, b"x").clients, 0);
     }
 
     proptest::proptest! {
@@ -226,8 +371,8 @@ mod tests {
                 if i % 2 == 0 { left.observe(key, *time) } else { right.observe(key, *time) }
                 model
                     .entry(key.clone())
-                    .and_modify(|e| e.absorb(&Entry { count: 1, first: *time, last: *time }))
-                    .or_insert(Entry { count: 1, first: *time, last: *time });
+                    .and_modify(|e| e.absorb(&Entry::once(*time)))
+                    .or_insert(Entry::once(*time));
             }
             left.merge(right);
             for table in [&whole, &left] {

@@ -8,6 +8,7 @@ pub mod observation;
 pub mod output;
 pub mod pipeline;
 pub mod present;
+pub mod privacy;
 pub mod rrset;
 pub mod wire;
 

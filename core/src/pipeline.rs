@@ -4,13 +4,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::cof::CofEncoder;
 use crate::dedup::DedupTable;
 use crate::output::Sink;
+use crate::privacy::{ClientHasher, PrivacyFilter};
 use crate::rrset::{ExtractStats, Extractor, KeyView};
 use crate::Observation;
 
@@ -33,7 +34,15 @@ pub struct PipelineConfig {
     pub max_entries: usize,
     /// Written into every COF record as `sensor_id` when set.
     pub sensor_id: Option<String>,
+    /// The privacy stage's record filter.
+    pub privacy: PrivacyFilter,
+    /// Count distinct clients per RRset with a keyed hash and write `clients` in every record.
+    pub client_counts: bool,
 }
+
+/// How long one client-hash key lives. Keys change only at a window flush, so that every
+/// worker's part of a window was counted under the same key.
+const CLIENT_KEY_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Default for PipelineConfig {
     fn default() -> Self {
@@ -49,6 +58,8 @@ impl Default for PipelineConfig {
             // About 150 bytes a key with its entry: some 30 MiB at the cap.
             max_entries: 200_000,
             sensor_id: None,
+            privacy: PrivacyFilter::none(),
+            client_counts: false,
         }
     }
 }
@@ -63,6 +74,8 @@ struct WorkerStats {
     out_of_bailiwick: AtomicU64,
     skipped: AtomicU64,
     rrsets: AtomicU64,
+    private_address: AtomicU64,
+    private_name: AtomicU64,
 }
 
 impl WorkerStats {
@@ -75,6 +88,9 @@ impl WorkerStats {
             .store(s.out_of_bailiwick, Ordering::Relaxed);
         self.skipped.store(s.skipped, Ordering::Relaxed);
         self.rrsets.store(s.rrsets, Ordering::Relaxed);
+        self.private_address
+            .store(s.private_address, Ordering::Relaxed);
+        self.private_name.store(s.private_name, Ordering::Relaxed);
     }
 }
 
@@ -107,7 +123,8 @@ pub struct PipelineSnapshot {
 }
 
 enum WorkerControl {
-    Flush,
+    /// Send the window's part; then, if given, count clients under a new key.
+    Flush(Option<ClientHasher>),
     Stop,
 }
 
@@ -140,6 +157,13 @@ impl Pipeline {
     pub fn start(config: PipelineConfig, sink: Box<dyn Sink>) -> std::io::Result<Pipeline> {
         let workers = config.workers.max(1);
         let per_worker_cap = (config.max_entries / workers).max(1);
+        let client_hasher = if config.client_counts {
+            Some(ClientHasher::generate().ok_or_else(|| {
+                std::io::Error::other("cannot draw a random key for client counts")
+            })?)
+        } else {
+            None
+        };
         // Few parts are ever in flight; a small bound lets a slow sink push back on workers,
         // whose queues then fill and shed, instead of on the sources.
         let (part_tx, part_rx) = crossbeam_channel::bounded::<Part>(workers * 2);
@@ -158,9 +182,14 @@ impl Pipeline {
                 control: ctl_rx,
                 parts: part_tx.clone(),
                 stats: stats.clone(),
-                table: DedupTable::new(per_worker_cap),
-                extractor: Extractor::new(),
+                table: if config.client_counts {
+                    DedupTable::with_client_counts(per_worker_cap)
+                } else {
+                    DedupTable::new(per_worker_cap)
+                },
+                extractor: Extractor::with_privacy(config.privacy.clone()),
                 totals: ExtractStats::default(),
+                client_hasher: client_hasher.clone(),
             };
             handles.push(
                 std::thread::Builder::new()
@@ -180,8 +209,14 @@ impl Pipeline {
             window: config.window,
             sensor_id: config.sensor_id,
             stats: flusher_stats.clone(),
-            encoder: CofEncoder::new(),
+            encoder: if config.client_counts {
+                CofEncoder::with_clients()
+            } else {
+                CofEncoder::new()
+            },
             buf: Vec::new(),
+            client_counts: config.client_counts,
+            client_key_since: Instant::now(),
         };
         let flusher = std::thread::Builder::new()
             .name("dnsensor-flusher".into())
@@ -213,6 +248,8 @@ impl Pipeline {
                 out_of_bailiwick: w.out_of_bailiwick.load(Ordering::Relaxed),
                 skipped: w.skipped.load(Ordering::Relaxed),
                 rrsets: w.rrsets.load(Ordering::Relaxed),
+                private_address: w.private_address.load(Ordering::Relaxed),
+                private_name: w.private_name.load(Ordering::Relaxed),
             });
         }
         let f = &self.flusher_stats;
@@ -255,6 +292,8 @@ struct Worker {
     table: DedupTable,
     extractor: Extractor,
     totals: ExtractStats,
+    /// Present with `client_counts`: hashes client addresses before they reach the table.
+    client_hasher: Option<ClientHasher>,
 }
 
 impl Worker {
@@ -267,7 +306,12 @@ impl Worker {
                     Err(_) => break,
                 },
                 recv(self.control) -> ctl => match ctl {
-                    Ok(WorkerControl::Flush) => self.send(PartKind::Window),
+                    Ok(WorkerControl::Flush(new_key)) => {
+                        self.send(PartKind::Window);
+                        if new_key.is_some() {
+                            self.client_hasher = new_key;
+                        }
+                    }
                     Ok(WorkerControl::Stop) | Err(_) => {
                         while let Ok(batch) = self.input.try_recv() {
                             self.process(batch);
@@ -287,12 +331,17 @@ impl Worker {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
+            // The address is hashed here and goes no further; only distinct counts leave.
+            let client = match (&self.client_hasher, obs.client) {
+                (Some(hasher), Some(addr)) => Some(hasher.hash(addr.ip())),
+                _ => None,
+            };
             let table = &mut self.table;
             self.extractor.extract(
                 &obs.response,
                 obs.bailiwick.as_deref(),
                 &mut self.totals,
-                |key| table.observe(key, time),
+                |key| table.observe_from(key, time, client),
             );
             if self.table.is_full() {
                 self.send(PartKind::Early);
@@ -318,6 +367,8 @@ struct Flusher {
     stats: Arc<FlusherStats>,
     encoder: CofEncoder,
     buf: Vec<u8>,
+    client_counts: bool,
+    client_key_since: Instant,
 }
 
 /// Lines per sink write, so a huge window never becomes one huge buffer.
@@ -327,7 +378,11 @@ impl Flusher {
     fn run(mut self) {
         let ticker = crossbeam_channel::tick(self.window);
         let workers = self.controls.len();
-        let mut pending = DedupTable::new(usize::MAX);
+        let mut pending = if self.client_counts {
+            DedupTable::with_client_counts(usize::MAX)
+        } else {
+            DedupTable::new(usize::MAX)
+        };
         let mut awaiting = 0usize;
         let mut finals = 0usize;
         loop {
@@ -335,8 +390,9 @@ impl Flusher {
                 recv(ticker) -> _ => {
                     // A flush still being answered is not doubled up.
                     if awaiting == 0 && finals == 0 {
+                        let new_key = self.next_client_key();
                         for c in &self.controls {
-                            if c.send(WorkerControl::Flush).is_ok() {
+                            if c.send(WorkerControl::Flush(new_key.clone())).is_ok() {
                                 awaiting += 1;
                             }
                         }
@@ -370,6 +426,22 @@ impl Flusher {
         }
         self.write(&pending.take());
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A fresh client-hash key once the current one has lived its day, else None.
+    fn next_client_key(&mut self) -> Option<ClientHasher> {
+        if !self.client_counts || self.client_key_since.elapsed() < CLIENT_KEY_LIFETIME {
+            return None;
+        }
+        let fresh = ClientHasher::generate();
+        match &fresh {
+            Some(_) => {
+                self.client_key_since = Instant::now();
+                log::info!("client-count key replaced");
+            }
+            None => log::error!("cannot draw a new client-count key; keeping the old one"),
+        }
+        fresh
     }
 
     fn write(&mut self, table: &DedupTable) {

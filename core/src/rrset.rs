@@ -1,6 +1,7 @@
 //! RRset extraction: turns one response message into canonical RRset keys, checked against the bailiwick.
 //! The key is compact bytes so the dedup table can hash and compare it without building structures.
 
+use crate::privacy::{PrivacyDrop, PrivacyFilter};
 use crate::wire::{self, Message, WireError};
 
 /// RR type OPT (EDNS), never recorded.
@@ -16,7 +17,8 @@ pub const CLASS_IN: u16 = 1;
 
 /// Counters for what extraction saw and threw away. Added up by the caller.
 ///
-/// For one call: `records == out_of_bailiwick + (records that went into emitted sets)`, and
+/// For one call: `records == out_of_bailiwick + private_address + private_name + (records that
+/// went into emitted sets)`, and
 /// `malformed <= messages`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ExtractStats {
@@ -34,6 +36,10 @@ pub struct ExtractStats {
     pub skipped: u64,
     /// RRsets emitted.
     pub rrsets: u64,
+    /// Records dropped by the privacy stage: A/AAAA in a private or special-purpose range.
+    pub private_address: u64,
+    /// Records dropped by the privacy stage: a private name as owner or target.
+    pub private_name: u64,
 }
 
 impl ExtractStats {
@@ -46,6 +52,8 @@ impl ExtractStats {
         self.out_of_bailiwick += other.out_of_bailiwick;
         self.skipped += other.skipped;
         self.rrsets += other.rrsets;
+        self.private_address += other.private_address;
+        self.private_name += other.private_name;
     }
 }
 
@@ -198,12 +206,23 @@ pub struct Extractor {
     key: Vec<u8>,
     /// The current message's bailiwick, lowercased.
     zone: Vec<u8>,
+    /// The privacy stage's per-record filter.
+    privacy: PrivacyFilter,
 }
 
 impl Extractor {
     /// An extractor with empty scratch buffers; they grow to the largest message seen and stay.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An extractor that also drops what `privacy` forbids, counting each drop by reason.
+    /// [`Extractor::new`] drops nothing on privacy grounds.
+    pub fn with_privacy(privacy: PrivacyFilter) -> Self {
+        Extractor {
+            privacy,
+            ..Self::default()
+        }
     }
 
     /// Walks `response` and calls `emit` once per RRset with its canonical key.
@@ -228,6 +247,7 @@ impl Extractor {
             entries,
             key,
             zone,
+            privacy,
         } = self;
         arena.clear();
         entries.clear();
@@ -283,6 +303,19 @@ impl Extractor {
                     stats.out_of_bailiwick += 1;
                     continue;
                 }
+            }
+            let verdict = privacy.check(
+                arena.get(owner_start..rdata_start).unwrap_or(&[]),
+                rec.rtype,
+                arena.get(rdata_start..).unwrap_or(&[]),
+            );
+            if let Err(reason) = verdict {
+                arena.truncate(owner_start);
+                match reason {
+                    PrivacyDrop::PrivateAddress => stats.private_address += 1,
+                    PrivacyDrop::PrivateName => stats.private_name += 1,
+                }
+                continue;
             }
             let cover = match (rec.rtype, arena.get(rdata_start..)) {
                 (TYPE_RRSIG, Some([a, b, ..])) => u16::from_be_bytes([*a, *b]),
@@ -544,7 +577,7 @@ fn label_count(name: &[u8]) -> Option<usize> {
 
 /// [`is_at_or_below`] for two names already validated and lowercased, as owners in the arena and
 /// the lowercased bailiwick are: a byte suffix compare plus a label-boundary walk, no case folding.
-fn canonical_at_or_below(owner: &[u8], zone: &[u8]) -> bool {
+pub(crate) fn canonical_at_or_below(owner: &[u8], zone: &[u8]) -> bool {
     let Some(start) = owner.len().checked_sub(zone.len()) else {
         return false;
     };
@@ -649,6 +682,8 @@ mod tests {
             out_of_bailiwick: oob,
             skipped,
             rrsets,
+            private_address: 0,
+            private_name: 0,
         }
     }
 

@@ -5,6 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use dnsensor_core::output::MemorySink;
 use dnsensor_core::pipeline::{Pipeline, PipelineConfig};
+use dnsensor_core::privacy::{PrivacyConfig, PrivacyFilter};
 use dnsensor_core::{Observation, Segment, Transport};
 
 fn name(s: &str) -> Vec<u8> {
@@ -80,6 +81,8 @@ fn config() -> PipelineConfig {
         window: Duration::from_secs(3600),
         max_entries: 1000,
         sensor_id: Some("t1".into()),
+        privacy: PrivacyFilter::none(),
+        client_counts: false,
     }
 }
 
@@ -240,4 +243,70 @@ fn offers_after_shutdown_are_shed() {
     let msg = response("www.d1.com", &[[192, 0, 2, 1]], None);
     assert!(!handoff.offer(obs(&msg, 1, None)));
     assert_eq!(handoff.shed(), 1);
+}
+
+#[test]
+fn the_privacy_stage_drops_private_records_and_counts_each_reason() {
+    let filter = PrivacyFilter::new(&PrivacyConfig::default()).unwrap();
+    // One public and one RFC 1918 address in a set, plus loopback glue in the additional section.
+    let mixed = response(
+        "www.d1.com",
+        &[[192, 0, 2, 1], [10, 1, 2, 3]],
+        Some(("ns1.d1.com", [127, 53, 1, 3])),
+    );
+    let private_name = response("nas.home.arpa", &[[192, 0, 2, 9]], None);
+    let reverse = response("5.1.168.192.in-addr.arpa", &[[192, 0, 2, 9]], None);
+    let (lines, snap) = run(
+        PipelineConfig {
+            privacy: filter,
+            ..config()
+        },
+        vec![
+            obs(&mixed, 1_795_742_737, None),
+            obs(&private_name, 1_795_742_737, None),
+            obs(&reverse, 1_795_742_737, None),
+        ],
+    );
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"rrname":"www.d1.com.","rrtype":"A","rdata":["192.0.2.1"],"time_first":1795742737,"time_last":1795742737,"count":1,"sensor_id":"t1"}"#
+        ]
+    );
+    assert_eq!(snap.extract.private_address, 2);
+    assert_eq!(snap.extract.private_name, 2);
+    assert_eq!(snap.extract.records, 5);
+}
+
+#[test]
+fn client_counts_are_distinct_addresses_across_workers() {
+    let www = response("www.d1.com", &[[192, 0, 2, 1]], None);
+    let mail = response("mail.d1.com", &[[192, 0, 2, 25]], None);
+    let mut observations = Vec::new();
+    // Five clients ask for www (two of them twice, from other ports); one asks for mail.
+    for (i, host) in [1, 2, 3, 4, 5, 1, 2].iter().enumerate() {
+        let mut o = obs(&www, 1_795_742_737 + i as u64, None);
+        o.client = Some(format!("127.0.0.{host}:{}", 40000 + i).parse().unwrap());
+        observations.push(o);
+    }
+    let mut o = obs(&mail, 1_795_742_737, None);
+    o.client = Some("[::1]:5353".parse().unwrap());
+    observations.push(o);
+    let (lines, _) = run(
+        PipelineConfig {
+            client_counts: true,
+            ..config()
+        },
+        observations,
+    );
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"rrname":"mail.d1.com.","rrtype":"A","rdata":["192.0.2.25"],"time_first":1795742737,"time_last":1795742737,"count":1,"clients":1,"sensor_id":"t1"}"#,
+            r#"{"rrname":"www.d1.com.","rrtype":"A","rdata":["192.0.2.1"],"time_first":1795742737,"time_last":1795742743,"count":7,"clients":5,"sensor_id":"t1"}"#,
+        ]
+    );
+    for line in &lines {
+        assert!(!line.contains("127.0.0") && !line.contains("::1"), "{line}");
+    }
 }

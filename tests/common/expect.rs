@@ -118,11 +118,11 @@ impl ZoneData {
     }
 }
 
-/// Whether the default privacy filter (architecture.md § Privacy: A/AAAA rdata in
-/// loopback and other special ranges is dropped) is expected to be in the binary. The
-/// world's name server glue is loopback, so with the filter on, no output line may carry
-/// 127.0.0.0/8 rdata. Off until the privacy stage exists; then turn it on.
-pub const EXPECT_PRIVACY_FILTER: bool = false;
+/// Whether the default privacy filter (docs/privacy.md: A/AAAA rdata in loopback and other
+/// special ranges is dropped) is expected to be in the binary. The world's name server glue is
+/// loopback, so with the filter on, no output line may carry 127.0.0.0/8 rdata, and the summary
+/// must count the dropped glue.
+pub const EXPECT_PRIVACY_FILTER: bool = true;
 
 /// How often a required RRset must have been seen (summed over all its lines).
 #[derive(Debug, Clone, Copy)]
@@ -437,6 +437,13 @@ pub fn check_output(zd: &ZoneData, run: &DnsensorRun, t0: u64, t1: u64, forbidde
     match summary_value(&run.stderr, "out_of_bailiwick") {
         Some(n) if n >= 1 => {}
         other => problems.push(format!("summary out_of_bailiwick = {other:?}, want >= 1")),
+    }
+    // ... and the loopback glue that the privacy stage dropped
+    if EXPECT_PRIVACY_FILTER {
+        match summary_value(&run.stderr, "private_dropped") {
+            Some(n) if n >= 1 => {}
+            other => problems.push(format!("summary private_dropped = {other:?}, want >= 1")),
+        }
     }
 
     if !problems.is_empty() {

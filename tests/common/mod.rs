@@ -500,6 +500,12 @@ impl World {
 
     /// Starts Unbound listening on `127.53.W.53:53`, dnstap to `sock`.
     pub fn start_unbound(&self, sock: &Path) -> Resolver {
+        self.start_unbound_with(sock, false)
+    }
+
+    /// Like [`World::start_unbound`]; with `client_responses` Unbound also sends
+    /// CLIENT_RESPONSE messages (its answers to dig, with dig's address).
+    pub fn start_unbound_with(&self, sock: &Path, client_responses: bool) -> Resolver {
         let unbound = require_program("unbound", "unbound");
         let d = self.dir.join("unbound");
         fs::create_dir_all(&d).unwrap();
@@ -512,6 +518,10 @@ impl World {
                 ("DIR", &dir_s),
                 ("RESOLVER", &addr),
                 ("SOCK", sock.to_str().unwrap()),
+                (
+                    "CLIENT_RESPONSES",
+                    if client_responses { "yes" } else { "no" },
+                ),
             ],
         );
         let conf_path = d.join("unbound.conf");
@@ -666,6 +676,11 @@ impl Dnsensor {
         args.extend(["--window", "1", "--sensor-id", "test"].map(String::from));
         args.extend(extra.iter().map(|a| a.to_string()));
         Dnsensor::start_args(dir, sock, out, &args)
+    }
+
+    /// The process id, for tests that signal it themselves.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
     pub fn stderr_text(&self) -> String {

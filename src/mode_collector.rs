@@ -1,0 +1,71 @@
+//! `dnsensor collector`: the reference collector, wired from the command line and file.
+//! Loads the key and token, binds, serves until SIGTERM or SIGINT, then lets requests finish.
+
+use std::process::ExitCode;
+
+use dnsensor_collector::{Collector, CollectorConfig, TlsFiles};
+use dnsensor_delivery::keys::SecretKey;
+
+use crate::cli::CollectorArgs;
+use crate::config;
+use crate::logging;
+
+/// Bodies larger than this are refused with 413: a sensor's batch is far smaller.
+const MAX_BODY_BYTES: usize = 64 << 20;
+
+/// Runs the collector; start-up errors are one line on stderr with exit code 2 (configuration)
+/// or 1 (a file, the database or the socket).
+pub fn main(args: CollectorArgs) -> ExitCode {
+    let file = match args.config.as_deref().map(config::load).transpose() {
+        Ok(f) => f.unwrap_or_default(),
+        Err(e) => return fail(2, e),
+    };
+    let settings = match config::collector(&args, &file) {
+        Ok(s) => s,
+        Err(e) => return fail(2, e),
+    };
+    logging::init(settings.log_level);
+    let key = match SecretKey::read(&settings.key) {
+        Ok(k) => k,
+        Err(e) => return fail(1, format!("key: {e}")),
+    };
+    let token = match dnsensor_collector::read_token_file(&settings.token_file) {
+        Ok(t) => t,
+        Err(e) => return fail(1, format!("token-file: {e}")),
+    };
+    let config = CollectorConfig {
+        listen: settings.listen,
+        key,
+        db: settings.db.clone(),
+        token,
+        tls: settings
+            .tls
+            .clone()
+            .map(|(cert, key)| TlsFiles { cert, key }),
+        max_body_bytes: MAX_BODY_BYTES,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("dnsensor-collector")
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(1, format!("cannot start the runtime: {e}")),
+    };
+    let result = runtime.block_on(async move {
+        Collector::bind(config)
+            .await?
+            .serve(crate::mode_dnstap::wait_for_stop_signal())
+            .await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(1, e),
+    }
+}
+
+fn fail(code: u8, e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("dnsensor: error: {e}");
+    ExitCode::from(code)
+}
