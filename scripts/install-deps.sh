@@ -3,7 +3,7 @@
 # Daemons are installed without being started, so they never take port 53 from the tests.
 set -euo pipefail
 
-packages=(nsd unbound bind9 bind9-dnsutils fstrm-bin dnstap-ldns dnsperf ldnsutils procps)
+packages=(nsd unbound bind9 bind9-dnsutils fstrm-bin dnstap-ldns dnsperf ldnsutils procps libpcap-dev tcpreplay tshark tcpdump)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
