@@ -504,3 +504,58 @@ fn a_hung_collector_leads_to_retries_not_loss_or_double_counts() {
     assert_eq!(totals(&got, 1), totals(expected, 1), "{}", run.stderr);
     collector.stop(Duration::from_secs(10));
 }
+
+/// A spool on a full file system: every failed write is counted and logged, and the sensor
+/// keeps draining dnstap and exits cleanly. The tmpfs is mounted by the test itself.
+#[test]
+fn a_full_disk_is_counted_and_never_stops_the_sensor() {
+    let expected = file_run_records();
+    let dir = TestDir::new("delivery-full-disk");
+    let keys = keys(dir.path());
+    let spool_fs = dir.path().join("spool");
+    fs::create_dir_all(&spool_fs).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8k", "tmpfs"])
+        .arg(&spool_fs)
+        .status()
+        .expect("run mount");
+    assert!(
+        mounted.success(),
+        "cannot mount an 8 KiB tmpfs on {} (the tests run as root)",
+        spool_fs.display()
+    );
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(spool_fs.clone());
+    // Nobody listens on this port: every batch stays in the spool until the disk is full.
+    let port = free_port();
+    let sensor = start_sensor(dir.path(), &keys, port, &[]);
+    // Each replay lands in its own 1 s window, so each is one batch of one 4 KiB page or more.
+    const REPLAYS: u64 = 5;
+    for _ in 0..REPLAYS {
+        replay(&sensor.sock);
+        thread::sleep(Duration::from_millis(1500));
+    }
+    let run = sensor.finish();
+    assert!(run.status.success(), "{}", run.stderr);
+    let value = |name: &str| common::expect::summary_value(&run.stderr, name);
+    assert!(
+        value("spool_write_errors").is_some_and(|n| n >= 1),
+        "no write failed on an 8 KiB spool:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("No space left on device"),
+        "the error is not logged:\n{}",
+        run.stderr
+    );
+    // Every replayed message was still consumed.
+    let per_replay = value("messages").unwrap() / REPLAYS;
+    assert!(per_replay > 0 && value("messages") == Some(per_replay * REPLAYS));
+    assert_eq!(value("shed"), Some(0));
+    assert!(!expected.is_empty());
+}
