@@ -18,6 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Consume dnstap (Frame Streams) from Unbound, BIND, Knot Resolver or PowerDNS Recursor.
     Dnstap(Box<DnstapArgs>),
+    /// Tap a mirror port or read capture files with libpcap.
+    Capture(Box<CaptureArgs>),
     /// Check a configuration file and report every problem with its key and line.
     CheckConfig(CheckConfigArgs),
     /// Write a new collector key pair: collector.key (mode 0600) and collector.pub.
@@ -116,6 +118,37 @@ pub struct DnstapArgs {
     /// Senders served at once; one more is closed at once and counted. Default: 64.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+}
+
+/// `dnsensor capture`.
+#[derive(Debug, Args, Default)]
+pub struct CaptureArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Capture live on this interface (e.g. a mirror port, or `any`).
+    #[arg(long, value_name = "NAME", conflicts_with = "read")]
+    pub interface: Option<String>,
+    /// Read these pcap or pcapng files instead of capturing live. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub read: Vec<PathBuf>,
+    /// BPF filter. Default: DNS on port 53 plus IP fragments (see docs/capture.md).
+    #[arg(long, value_name = "EXPR")]
+    pub bpf: Option<String>,
+    /// Kernel capture buffer in bytes. Default: 33554432.
+    #[arg(long, value_name = "BYTES")]
+    pub buffer_bytes: Option<usize>,
+    /// Bytes captured per packet. Default: 65535.
+    #[arg(long, value_name = "BYTES")]
+    pub snaplen: Option<i32>,
+    /// Record responses whose query was not seen (taps that see one direction only).
+    #[arg(long)]
+    pub accept_unpaired: bool,
+    /// Also record client-segment answers (queries with RD=1), without any client address or bailiwick.
+    #[arg(long)]
+    pub client_responses: bool,
+    /// After opening the capture, drop privileges to this user (and its group).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
 }
 
 /// `dnsensor keygen`.

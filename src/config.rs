@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use dnsensor_core::privacy::{PrivacyConfig, PrivacyFilter};
 
-use crate::cli::{CollectorArgs, CommonArgs, DnstapArgs};
+use crate::cli::{CaptureArgs, CollectorArgs, CommonArgs, DnstapArgs};
 
 /// The file as written. Unknown keys are errors, so a typo never silently falls back to a default.
 #[derive(Debug, Default, Deserialize)]
@@ -38,6 +38,22 @@ pub struct FileConfig {
     pub dnstap: DnstapSection,
     #[serde(default)]
     pub collector: CollectorSection,
+    #[serde(default)]
+    pub capture: CaptureSection,
+}
+
+/// The `[capture]` table, read by `dnsensor capture`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CaptureSection {
+    pub interface: Option<String>,
+    pub read: Option<Vec<PathBuf>>,
+    pub bpf: Option<String>,
+    pub buffer_bytes: Option<usize>,
+    pub snaplen: Option<i32>,
+    pub accept_unpaired: Option<bool>,
+    pub client_responses: Option<bool>,
+    pub user: Option<String>,
 }
 
 /// The `[collector]` table, read by `dnsensor collector`.
@@ -167,6 +183,26 @@ pub struct Delivery {
     pub pubkey: PathBuf,
     pub token_file: PathBuf,
     pub spool: dnsensor_delivery::spool::SpoolConfig,
+}
+
+/// Where `dnsensor capture` reads packets from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureInput {
+    Interface(String),
+    Files(Vec<PathBuf>),
+}
+
+/// Settings of `dnsensor capture`, checked.
+#[derive(Debug, Clone)]
+pub struct CaptureSettings {
+    pub common: Common,
+    pub input: CaptureInput,
+    pub bpf: Option<String>,
+    pub buffer_bytes: usize,
+    pub snaplen: i32,
+    pub accept_unpaired: bool,
+    pub client_responses: bool,
+    pub user: Option<String>,
 }
 
 /// Settings of `dnsensor collector`, checked.
@@ -507,12 +543,72 @@ pub fn dnstap(args: &DnstapArgs, file: &FileConfig) -> Result<DnstapSettings, Co
     })
 }
 
+/// The settings of `dnsensor capture`.
+pub fn capture(args: &CaptureArgs, file: &FileConfig) -> Result<CaptureSettings, ConfigError> {
+    let common = common(&args.common, file)?;
+    let c = &file.capture;
+    let interface = args.interface.clone().or_else(|| {
+        if args.read.is_empty() {
+            c.interface.clone()
+        } else {
+            None
+        }
+    });
+    let files = if args.read.is_empty() && args.interface.is_none() {
+        c.read.clone().unwrap_or_default()
+    } else {
+        args.read.clone()
+    };
+    let input =
+        match (interface, files.is_empty()) {
+            (Some(_), false) => {
+                return err("interface: give either an interface or files to read, not both")
+            }
+            (Some(i), true) => CaptureInput::Interface(i),
+            (None, false) => CaptureInput::Files(files),
+            (None, true) => return err(
+                "interface: give --interface NAME to capture live or --read FILE to read captures",
+            ),
+        };
+    let buffer_bytes = args.buffer_bytes.or(c.buffer_bytes).unwrap_or(32 << 20);
+    if !(1 << 16..=1 << 31).contains(&buffer_bytes) {
+        return err(format!(
+            "buffer-bytes: {buffer_bytes} is out of range 65536..=2147483648"
+        ));
+    }
+    let snaplen = args.snaplen.or(c.snaplen).unwrap_or(65_535);
+    if !(128..=262_144).contains(&snaplen) {
+        return err(format!("snaplen: {snaplen} is out of range 128..=262144"));
+    }
+    let bpf = args.bpf.clone().or_else(|| c.bpf.clone());
+    if bpf.as_deref().is_some_and(|b| b.trim().is_empty()) {
+        return err("bpf: an empty filter would capture everything; leave it out for the default");
+    }
+    let user = args.user.clone().or_else(|| c.user.clone());
+    if user.as_deref().is_some_and(str::is_empty) {
+        return err("user: must not be empty");
+    }
+    Ok(CaptureSettings {
+        common,
+        input,
+        bpf,
+        buffer_bytes,
+        snaplen,
+        accept_unpaired: args.accept_unpaired || c.accept_unpaired.unwrap_or(false),
+        client_responses: args.client_responses || c.client_responses.unwrap_or(false),
+        user,
+    })
+}
+
 /// Checks a whole file as `check-config` does: every section, with no flags. Sockets are not
 /// bound (the daemon may be running), but a unix socket's directory must exist.
 pub fn check(file: &FileConfig) -> Result<(), ConfigError> {
     common(&CommonArgs::default(), file)?;
     if file.collector.listen.is_some() {
         collector(&CollectorArgs::default(), file)?;
+    }
+    if file.capture.interface.is_some() || file.capture.read.is_some() {
+        capture(&CaptureArgs::default(), file)?;
     }
     if file.dnstap.listen.is_some() {
         let args = DnstapArgs {

@@ -4,10 +4,12 @@
 mod cli;
 mod config;
 mod logging;
+mod mode_capture;
 mod mode_collector;
 mod mode_dnstap;
 mod mode_tools;
 mod outlet;
+mod privileges;
 
 use std::process::ExitCode;
 
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Dnstap(args) => mode_dnstap::main(*args),
+        Command::Capture(args) => mode_capture::main(*args),
         Command::Keygen(args) => mode_tools::keygen(args),
         Command::Inspect(args) => mode_tools::inspect(args),
         Command::Collector(args) => mode_collector::main(args),

@@ -81,7 +81,7 @@ fn fail(code: u8, e: impl std::fmt::Display) -> ExitCode {
 }
 
 /// One line at start-up saying what the privacy stage will drop, so an operator can check it.
-fn log_privacy(common: &Common) {
+pub(crate) fn log_privacy(common: &Common) {
     let p = &common.privacy;
     log::info!(
         "privacy: client addresses dropped; private addresses {}; {} extra range(s), {} extra suffix(es) (docs/privacy.md); client counts {}",

@@ -102,7 +102,7 @@ const TOP_LEVEL_KEYS: &str = "`output`, `window`, `sensor-id`, `log-level`, `wor
      `queue-depth`, `max-entries`, `keep-private-addresses`, `drop-range`, `drop-suffix`, \
      `client-counts`, `collector-url`, `collector-pubkey`, `collector-token-file`, \
      `collector-ca`, `spool`, `spool-max-bytes`, `spool-max-files`, `upload-concurrency`, \
-     `upload-timeout`, `dnstap`, `collector`";
+     `upload-timeout`, `dnstap`, `collector`, `capture`";
 
 #[test]
 fn unknown_config_key_names_file_line_and_key() {
@@ -642,4 +642,53 @@ fn check_config_refuses_a_socket_in_a_missing_directory() {
         2,
         "listen: cannot listen on unix:/nonexistent/dir/x.sock: directory /nonexistent/dir does not exist",
     );
+}
+
+/// `dnsensor capture`: a missing source, an unreadable or non-capture file, a missing interface,
+/// a bad filter and an unknown user are each one line with the right exit code.
+#[test]
+fn capture_errors_are_one_line() {
+    let dir = TestDir::new("cli-capture");
+    let d = dir.path();
+    let garbage = d.join("garbage.pcap");
+    fs::write(&garbage, "not a capture\n").unwrap();
+    let g = garbage.to_str().unwrap();
+    let missing = d.join("missing.pcap");
+    let m = missing.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, i32, String)> = vec![
+        (
+            vec!["capture"],
+            2,
+            "interface: give --interface NAME to capture live or --read FILE to read captures"
+                .into(),
+        ),
+        (
+            vec!["capture", "--read", m],
+            1,
+            format!("{m}: No such file or directory"),
+        ),
+        (
+            vec!["capture", "--read", g],
+            1,
+            format!("{g}: unknown file format"),
+        ),
+        (
+            vec!["capture", "--interface", "nosuch0"],
+            1,
+            "cannot capture on interface nosuch0: No such device exists".into(),
+        ),
+        (
+            vec!["capture", "--interface", "lo", "--bpf", "port fifty"],
+            1,
+            "bad BPF filter \"port fifty\": unknown port 'fifty'".into(),
+        ),
+        (
+            vec!["capture", "--interface", "lo", "--user", "nosuchuser"],
+            1,
+            "user: no such user `nosuchuser`".into(),
+        ),
+    ];
+    for (args, code, msg) in cases {
+        assert_error(&run(d, &args), code, &msg);
+    }
 }

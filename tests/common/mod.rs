@@ -774,6 +774,27 @@ impl Dnsensor {
     /// `args` or the configuration file) and `out` the output file [`Dnsensor::finish`] reads.
     /// stdout/stderr go to `<dir>/dnsensor.stdout|.stderr`.
     pub fn start_args(dir: &Path, sock: PathBuf, out: PathBuf, args: &[String]) -> Dnsensor {
+        let what = format!("create {}", sock.display());
+        Dnsensor::start_until(dir, sock, out, args, &what, |d| d.sock.exists())
+    }
+
+    /// Starts `dnsensor <args>` and waits until its stderr contains `text` (a mode without a
+    /// socket, such as `capture`, says when it is ready). `out` is the output file.
+    pub fn start_logging(dir: &Path, out: PathBuf, args: &[String], text: &str) -> Dnsensor {
+        let what = format!("log {text:?}");
+        Dnsensor::start_until(dir, PathBuf::new(), out, args, &what, |d| {
+            d.stderr_text().contains(text)
+        })
+    }
+
+    fn start_until(
+        dir: &Path,
+        sock: PathBuf,
+        out: PathBuf,
+        args: &[String],
+        what: &str,
+        ready: impl Fn(&Dnsensor) -> bool,
+    ) -> Dnsensor {
         let bin = env!("CARGO_BIN_EXE_dnsensor");
         let stderr_path = dir.join("dnsensor.stderr");
         let stdout_path = dir.join("dnsensor.stdout");
@@ -793,21 +814,19 @@ impl Dnsensor {
             stdout_path,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
-        while !d.sock.exists() {
+        while !ready(&d) {
             if let Some(c) = d.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
                     d.child = None;
                     panic!(
-                        "dnsensor {args:?} exited with {st} before creating {}:\n{}",
-                        d.sock.display(),
+                        "dnsensor {args:?} exited with {st} before it did {what}:\n{}",
                         d.stderr_text()
                     );
                 }
             }
             if Instant::now() > deadline {
                 panic!(
-                    "dnsensor {args:?} did not create {} within 15 s:\n{}",
-                    d.sock.display(),
+                    "dnsensor {args:?} did not {what} within 15 s:\n{}",
                     d.stderr_text()
                 );
             }

@@ -1,0 +1,140 @@
+//! `dnsensor capture`: the libpcap tap (live on an interface, or capture files) feeding the pipeline.
+//! Opens the capture first, then drops privileges, then opens outputs, so nothing else runs as root.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use dnsensor_capture::{Capture, CaptureSummary, Source, TapConfig};
+use dnsensor_core::pipeline::{Pipeline, PipelineSnapshot};
+
+use crate::cli::CaptureArgs;
+use crate::config::{self, CaptureInput};
+use crate::logging;
+use crate::mode_dnstap::{log_privacy, pipeline_config};
+use crate::outlet;
+use crate::privileges;
+
+/// Runs the mode. Start-up errors are one line on stderr: exit code 2 for configuration, 1 when
+/// the system refuses something (the interface, a file, a user).
+pub fn main(args: CaptureArgs) -> ExitCode {
+    let file = match args.common.config.as_deref().map(config::load).transpose() {
+        Ok(f) => f.unwrap_or_default(),
+        Err(e) => return fail(2, e),
+    };
+    let settings = match config::capture(&args, &file) {
+        Ok(s) => s,
+        Err(e) => return fail(2, e),
+    };
+    logging::init(settings.common.log_level);
+    let reading_files = matches!(settings.input, CaptureInput::Files(_));
+    let source = match &settings.input {
+        CaptureInput::Interface(name) => Source::Live {
+            interface: name.clone(),
+            bpf: settings.bpf.clone(),
+            buffer_bytes: settings.buffer_bytes,
+            snaplen: settings.snaplen,
+        },
+        CaptureInput::Files(files) => Source::Files(files.clone()),
+    };
+    let tap = TapConfig {
+        // One parse shard: bailiwick learning needs referrals and the answers they lead to in
+        // packet order, and different address pairs would land on different shards
+        // (docs/design-notes.md). Extraction still runs on the pipeline's workers.
+        shards: 1,
+        client_responses: settings.client_responses,
+        accept_unpaired: settings.accept_unpaired,
+        ..TapConfig::default()
+    };
+    let capture = match Capture::open(source, tap) {
+        Ok(c) => c,
+        Err(e) => return fail(1, e),
+    };
+    if let Some(user) = &settings.user {
+        if let Err(e) = privileges::drop_to(user) {
+            return fail(1, e);
+        }
+    }
+    let outlet = match outlet::open(&settings.common) {
+        Ok(o) => o,
+        Err(e) => return fail(1, e),
+    };
+    let pipeline = match Pipeline::start(pipeline_config(&settings.common), outlet.sink) {
+        Ok(p) => p,
+        Err(e) => return fail(1, format!("cannot start the pipeline: {e}")),
+    };
+    log_privacy(&settings.common);
+    let stop = Arc::new(AtomicBool::new(false));
+    if !reading_files {
+        watch_stop_signals(stop.clone());
+    }
+    let progress = reading_files && std::io::stderr().is_terminal();
+    match &settings.input {
+        CaptureInput::Interface(name) => log::info!("capture: started on {name}"),
+        CaptureInput::Files(files) => log::info!("capture: started, {} file(s)", files.len()),
+    }
+    let result = capture.run(pipeline.handoff(), stop, progress);
+    let snap = pipeline.shutdown();
+    let mut line = match &result {
+        Ok(summary) => summary_line(summary, &snap),
+        Err(e) => {
+            log::error!("capture: {e}");
+            summary_line(&CaptureSummary::default(), &snap)
+        }
+    };
+    if let Some(delivery) = outlet.delivery {
+        line.push(' ');
+        line.push_str(&delivery.finish());
+    }
+    log::info!("{line}");
+    if result.is_err() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// SIGTERM and SIGINT set `stop`; the capture loop checks it between packets and timeouts.
+/// Reading files ends by itself, and there a signal keeps its default meaning.
+fn watch_stop_signals(stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("dnsensor-signals".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(rt) => rt.block_on(crate::mode_dnstap::wait_for_stop_signal()),
+                Err(e) => {
+                    log::error!("cannot watch for signals: {e}");
+                    return;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot watch for signals: {e}");
+    }
+}
+
+/// The exit line: the tap's counters, then the pipeline's, named as in dnstap mode.
+fn summary_line(capture: &CaptureSummary, p: &PipelineSnapshot) -> String {
+    format!(
+        "summary: {capture} records={} rrsets_flushed={} shed={} malformed={} out_of_bailiwick={} private_dropped={}",
+        p.extract.records
+            - p.extract.out_of_bailiwick
+            - p.extract.private_address
+            - p.extract.private_name,
+        p.rrsets_flushed,
+        p.shed,
+        p.extract.malformed,
+        p.extract.out_of_bailiwick,
+        p.extract.private_address + p.extract.private_name,
+    )
+}
+
+fn fail(code: u8, e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("dnsensor: error: {e}");
+    ExitCode::from(code)
+}
