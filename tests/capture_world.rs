@@ -170,3 +170,63 @@ fn live_capture_on_lo_records_the_zone_data_and_replays_identically() {
     );
     assert_eq!(record_set(&live), from_file, "{}", live.stderr);
 }
+
+/// `--user`: the capture is opened as root, then every uid and gid of the process is the
+/// user's, and outputs are created as that user.
+#[test]
+fn user_drops_root_after_opening_the_capture() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = TestDir::new("capture-user");
+    let out_dir = dir.path().join("out");
+    fs::create_dir_all(&out_dir).unwrap();
+    fs::set_permissions(&out_dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = out_dir.join("records.ndjson");
+    let args: Vec<String> = [
+        "capture",
+        "--interface",
+        "lo",
+        "--bpf",
+        "udp port 9",
+        "--user",
+        "nobody",
+        "--output",
+        &format!("file:{}", out.display()),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let sensor = Dnsensor::start_logging(dir.path(), out.clone(), &args, "capture: started");
+    let status = fs::read_to_string(format!("/proc/{}/status", sensor.pid())).unwrap();
+    let ids = |field: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .unwrap_or_else(|| panic!("no {field} in {status}"))
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect()
+    };
+    let nobody = 65534;
+    assert_eq!(ids("Uid:"), vec![nobody; 4], "{status}");
+    assert_eq!(ids("Gid:"), vec![nogroup(); 4], "{status}");
+    assert_eq!(ids("Groups:"), vec![nogroup()], "{status}");
+    assert_eq!(fs::metadata(&out).unwrap().uid(), nobody);
+    let run = sensor.finish();
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("running as user nobody"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// nobody's primary group, from /etc/passwd.
+fn nogroup() -> u32 {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap();
+    passwd
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .and_then(|l| l.split(':').nth(3))
+        .and_then(|g| g.parse().ok())
+        .expect("nobody in /etc/passwd")
+}
