@@ -426,9 +426,37 @@ impl<'a> Records<'a> {
         Ok(())
     }
 
-    fn read_record(&mut self, section: Section) -> Result<Record<'a>, WireError> {
+    /// Reads the record at the current position. With `owner_out`, the owner is also appended
+    /// to it, uncompressed and lowercased, by the same walk that checks it; on error it is left
+    /// as it was.
+    fn read_record(
+        &mut self,
+        section: Section,
+        owner_out: Option<&mut Vec<u8>>,
+    ) -> Result<Record<'a>, WireError> {
         let owner_pos = self.pos;
-        let p = skip_name(self.msg, owner_pos)?;
+        match owner_out {
+            None => self.read_fixed(section, owner_pos, skip_name(self.msg, owner_pos)?),
+            Some(out) => {
+                let mark = out.len();
+                let read = append_name(self.msg, owner_pos, true, out)
+                    .and_then(|p| self.read_fixed(section, owner_pos, p));
+                if read.is_err() {
+                    out.truncate(mark);
+                }
+                read
+            }
+        }
+    }
+
+    /// Reads the fixed part and the rdata of the record whose owner is at `owner_pos` and ends
+    /// at `p`.
+    fn read_fixed(
+        &mut self,
+        section: Section,
+        owner_pos: usize,
+        p: usize,
+    ) -> Result<Record<'a>, WireError> {
         let rtype = u16_at(self.msg, p)?;
         let class = u16_at(self.msg, p + 2)?;
         let ttl = u32_at(self.msg, p + 4)?;
@@ -451,10 +479,22 @@ impl<'a> Records<'a> {
     }
 }
 
-impl<'a> Iterator for Records<'a> {
-    type Item = Result<Record<'a>, WireError>;
+impl<'a> Records<'a> {
+    /// Like [`Iterator::next`], and also appends the record's owner to `owner`, uncompressed and
+    /// lowercased as [`NameRef::write_to`] would, from the same walk that checks the name, so a
+    /// caller that needs every owner does not walk each name twice. On an error or at the end,
+    /// `owner` is left as it was.
+    pub fn next_with_owner(
+        &mut self,
+        owner: &mut Vec<u8>,
+    ) -> Option<Result<Record<'a>, WireError>> {
+        self.advance(Some(owner))
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
+    fn advance(
+        &mut self,
+        owner_out: Option<&mut Vec<u8>>,
+    ) -> Option<Result<Record<'a>, WireError>> {
         if self.done {
             return None;
         }
@@ -471,7 +511,7 @@ impl<'a> Iterator for Records<'a> {
                 return None;
             }
         };
-        match self.read_record(section) {
+        match self.read_record(section, owner_out) {
             Ok(rec) => {
                 if let Some(left) = self.left.get_mut(idx) {
                     *left = left.saturating_sub(1);
@@ -483,6 +523,14 @@ impl<'a> Iterator for Records<'a> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<Record<'a>, WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.advance(None)
     }
 }
 
@@ -683,6 +731,45 @@ mod tests {
             proptest::prop_assert_eq!(fast, slow);
         }
     }
+    proptest::proptest! {
+        /// The one-walk owner copy yields exactly the records of the plain iterator, each owner
+        /// as `write_to` writes it, and leaves the buffer alone on errors.
+        #[test]
+        fn next_with_owner_agrees_with_next_and_write_to(
+            header in proptest::collection::vec(0u8..3, 12),
+            body in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => 0u8..6,
+                    1 => proptest::strategy::Just(0xC0u8),
+                    2 => proptest::prelude::any::<u8>()
+                ],
+                0..300,
+            ),
+        ) {
+            let msg = [header, body].concat();
+            let Ok(m) = Message::parse(&msg) else { return Ok(()) };
+            let (mut plain, mut walked) = (m.records(), m.records());
+            let mut owners = vec![9u8];
+            loop {
+                let before = owners.len();
+                let a = plain.next();
+                let b = walked.next_with_owner(&mut owners);
+                proptest::prop_assert_eq!(a, b);
+                match a {
+                    Some(Ok(rec)) => {
+                        let mut want = Vec::new();
+                        rec.owner.write_to(true, &mut want).unwrap();
+                        proptest::prop_assert_eq!(&owners[before..], &want[..]);
+                    }
+                    _ => proptest::prop_assert_eq!(owners.len(), before),
+                }
+                if a.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+
     use super::test_builder::{wire, Builder, AN, AR, NS};
     use super::*;
 
