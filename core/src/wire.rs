@@ -195,6 +195,45 @@ pub fn uncompressed_name_len(buf: &[u8]) -> Result<usize, WireError> {
     }
 }
 
+/// Lowercases the ASCII letters of `buf`, exactly as `make_ascii_lowercase` does, a word at a
+/// time: every owner and rdata name is lowercased, and byte by byte this was a sizeable part of
+/// the cost of copying a name.
+pub(crate) fn lowercase_ascii(buf: &mut [u8]) {
+    let len = buf.len();
+    if len < 8 {
+        buf.make_ascii_lowercase();
+        return;
+    }
+    let mut words = buf.chunks_exact_mut(8);
+    for word in &mut words {
+        lowercase_word(word);
+    }
+    if !words.into_remainder().is_empty() {
+        // The last eight bytes overlap the last whole word; lowercasing twice changes nothing.
+        if let Some(last) = buf.get_mut(len - 8..) {
+            lowercase_word(last);
+        }
+    }
+}
+
+/// Lowercases the ASCII letters of an eight-byte chunk with bit operations on one `u64`.
+fn lowercase_word(chunk: &mut [u8]) {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let Ok(bytes) = <&mut [u8; 8]>::try_from(chunk) else {
+        return;
+    };
+    let w = u64::from_le_bytes(*bytes);
+    let low7 = w & !HIGH;
+    // Per byte, with no carry into the next one (0x7F + 0x3F < 0x100): the high bit of
+    // `low7 + 0x3F` is set for b ≥ b'A', that of `low7 + 0x25` for b > b'Z'; bytes with the
+    // high bit set are not ASCII and stay as they are.
+    let at_least_a = low7 + 0x3F3F_3F3F_3F3F_3F3F;
+    let above_z = low7 + 0x2525_2525_2525_2525;
+    let upper = at_least_a & !above_z & !w & HIGH;
+    // 0x80 >> 2 is 0x20, the bit that makes an ASCII capital lowercase.
+    *bytes = (w | (upper >> 2)).to_le_bytes();
+}
+
 /// Appends the labels of `name` to `out` in uncompressed wire form, lowercased if asked.
 ///
 /// On error `out` is left as it was, so the caller can simply skip the record.
@@ -207,18 +246,17 @@ fn append_name(
     let mark = out.len();
     // One copy per run of labels, not per label: owner names are decompressed for every record,
     // and this was the largest item in the worker's profile.
-    let res = walk_runs(msg, pos, |run| {
-        let start = out.len();
-        out.extend_from_slice(run);
-        if lowercase {
-            // Length octets are at most 63, below b'A', so lowercasing the run leaves them alone.
-            if let Some(copied) = out.get_mut(start..) {
-                copied.make_ascii_lowercase();
+    let res = walk_runs(msg, pos, |run| out.extend_from_slice(run));
+    match res {
+        Err(_) => out.truncate(mark),
+        // Lowercased whole rather than run by run: runs are mostly shorter than a word.
+        // Length octets are at most 63, below b'A', so lowercasing leaves them alone.
+        Ok(_) if lowercase => {
+            if let Some(copied) = out.get_mut(mark..) {
+                lowercase_ascii(copied);
             }
         }
-    });
-    if res.is_err() {
-        out.truncate(mark);
+        Ok(_) => {}
     }
     res
 }
@@ -710,7 +748,31 @@ mod tests {
         res
     }
 
+    #[test]
+    fn word_lowercasing_handles_every_byte_in_every_position() {
+        for b in 0..=255u8 {
+            for len in 8..=17 {
+                for at in 0..len {
+                    let mut buf = vec![b'Q'; len];
+                    buf[at] = b;
+                    let want = buf.to_ascii_lowercase();
+                    lowercase_ascii(&mut buf);
+                    assert_eq!(buf, want, "byte {b:#x} at {at} of {len}");
+                }
+            }
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn word_lowercasing_agrees_with_std(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+        ) {
+            let mut ours = bytes.clone();
+            lowercase_ascii(&mut ours);
+            proptest::prop_assert_eq!(ours, bytes.to_ascii_lowercase());
+        }
+
         #[test]
         fn run_copy_agrees_with_label_walk(
             // Small bytes make label lengths, 0xC0 pointers, the rest letters and noise.
