@@ -112,8 +112,13 @@ fn walk_runs<F: FnMut(&[u8])>(msg: &[u8], pos: usize, mut on_run: F) -> Result<u
                 if len > MAX_NAME_LEN {
                     return Err(WireError::NameTooLong);
                 }
-                bytes_at(msg, cur + 1, n)?;
-                cur += 1 + n;
+                // No overflow: `cur` is an index of `msg` and n ≤ 63. A plain compare instead of
+                // `bytes_at`, as this loop runs for every label of every name.
+                let next = cur + 1 + n;
+                if next > msg.len() {
+                    return Err(WireError::Truncated);
+                }
+                cur = next;
                 if n == 0 {
                     on_run(msg.get(run_start..cur).unwrap_or(&[]));
                     return Ok(end.unwrap_or(cur));
