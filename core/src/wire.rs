@@ -75,15 +75,6 @@ pub(crate) fn u16_at(buf: &[u8], pos: usize) -> Result<u16, WireError> {
     }
 }
 
-/// The big-endian u32 at `pos`.
-#[inline]
-fn u32_at(buf: &[u8], pos: usize) -> Result<u32, WireError> {
-    match bytes_at(buf, pos, 4)? {
-        [a, b, c, d] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
-        _ => Err(WireError::Truncated),
-    }
-}
-
 /// Walks the (possibly compressed) name at `pos` in `msg`, calling `on_run` with each run of
 /// in-place labels (length octets included) up to a pointer or through the root label. Returns
 /// the offset just past the name's in-place bytes.
@@ -500,10 +491,15 @@ impl<'a> Records<'a> {
         owner_pos: usize,
         p: usize,
     ) -> Result<Record<'a>, WireError> {
-        let rtype = u16_at(self.msg, p)?;
-        let class = u16_at(self.msg, p + 2)?;
-        let ttl = u32_at(self.msg, p + 4)?;
-        let rdlen = usize::from(u16_at(self.msg, p + 8)?);
+        // The ten fixed bytes at once: one bounds check instead of four.
+        let fixed = bytes_at(self.msg, p, 10)?;
+        let Ok([t0, t1, c0, c1, l0, l1, l2, l3, r0, r1]) = <[u8; 10]>::try_from(fixed) else {
+            return Err(WireError::Truncated);
+        };
+        let rtype = u16::from_be_bytes([t0, t1]);
+        let class = u16::from_be_bytes([c0, c1]);
+        let ttl = u32::from_be_bytes([l0, l1, l2, l3]);
+        let rdlen = usize::from(u16::from_be_bytes([r0, r1]));
         let rdata_offset = p + 10;
         let rdata = bytes_at(self.msg, rdata_offset, rdlen)?;
         self.pos = rdata_offset + rdlen;
