@@ -246,6 +246,7 @@ impl PrivacyFilter {
 
     /// Whether one record may be recorded. `owner` is the lowercase uncompressed wire owner and
     /// `rdata` the canonical rdata (names uncompressed and lowercased), as extraction makes them.
+    #[inline]
     pub fn check(&self, owner: &[u8], rtype: u16, rdata: &[u8]) -> Result<(), PrivacyDrop> {
         if self.private_name(owner) {
             return Err(PrivacyDrop::PrivateName);

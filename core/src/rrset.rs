@@ -357,6 +357,7 @@ impl Extractor {
 
 /// Writes the key of one RRset (entries sorted by rdata) into `key`. False only if the set cannot
 /// be expressed in the key format, which a message of at most 64 KiB cannot produce.
+#[inline]
 fn build_key(key: &mut Vec<u8>, arena: &[u8], set: &[Entry], zone: Option<&[u8]>) -> bool {
     let Some(first) = set.first() else {
         return false;

@@ -464,6 +464,7 @@ impl<'a> Records<'a> {
     /// Reads the record at the current position. With `owner_out`, the owner is also appended
     /// to it, uncompressed and lowercased, by the same walk that checks it; on error it is left
     /// as it was.
+    #[inline]
     fn read_record(
         &mut self,
         section: Section,
@@ -486,6 +487,7 @@ impl<'a> Records<'a> {
 
     /// Reads the fixed part and the rdata of the record whose owner is at `owner_pos` and ends
     /// at `p`.
+    #[inline]
     fn read_fixed(
         &mut self,
         section: Section,
@@ -524,6 +526,7 @@ impl<'a> Records<'a> {
     /// lowercased as [`NameRef::write_to`] would, from the same walk that checks the name, so a
     /// caller that needs every owner does not walk each name twice. On an error or at the end,
     /// `owner` is left as it was.
+    #[inline]
     pub fn next_with_owner(
         &mut self,
         owner: &mut Vec<u8>,
@@ -531,6 +534,7 @@ impl<'a> Records<'a> {
         self.advance(Some(owner))
     }
 
+    #[inline]
     fn advance(
         &mut self,
         owner_out: Option<&mut Vec<u8>>,
