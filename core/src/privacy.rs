@@ -85,8 +85,10 @@ pub enum PrivacyDrop {
 /// A set of IPv4 and IPv6 prefixes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Ranges {
-    v4: Vec<(u32, u8)>,
-    v6: Vec<(u128, u8)>,
+    /// (network, prefix length, mask of the prefix length): the mask is kept rather than
+    /// recomputed because every A and AAAA record is tested against every range.
+    v4: Vec<(u32, u8, u32)>,
+    v6: Vec<(u128, u8, u128)>,
 }
 
 fn mask4(len: u8) -> u32 {
@@ -109,8 +111,12 @@ impl Ranges {
             .parse()
             .map_err(|_| format!("{text:?} is not a range: bad prefix length {len:?}"))?;
         match addr {
-            IpAddr::V4(a) if len <= 32 => self.v4.push((u32::from(a) & mask4(len), len)),
-            IpAddr::V6(a) if len <= 128 => self.v6.push((u128::from(a) & mask6(len), len)),
+            IpAddr::V4(a) if len <= 32 => {
+                self.v4.push((u32::from(a) & mask4(len), len, mask4(len)))
+            }
+            IpAddr::V6(a) if len <= 128 => {
+                self.v6.push((u128::from(a) & mask6(len), len, mask6(len)))
+            }
             _ => return Err(format!("{text:?} is not a range: prefix length too long")),
         }
         Ok(())
@@ -121,13 +127,75 @@ impl Ranges {
     fn covers_v4(&self, bits: u32, len: u8) -> bool {
         self.v4
             .iter()
-            .any(|&(net, rlen)| len >= rlen && bits & mask4(rlen) == net)
+            .any(|&(net, rlen, mask)| len >= rlen && bits & mask == net)
     }
 
     fn covers_v6(&self, bits: u128, len: u8) -> bool {
         self.v6
             .iter()
-            .any(|&(net, rlen)| len >= rlen && bits & mask6(rlen) == net)
+            .any(|&(net, rlen, mask)| len >= rlen && bits & mask == net)
+    }
+}
+
+/// A necessary condition for a name to lie under one of a set of suffixes, decided with one
+/// load, a multiply and a bit test instead of a suffix compare per listed name.
+///
+/// A name at or below a suffix ends with all of the suffix's bytes, so it ends with the same
+/// last `len` bytes, where `len` is the shortest suffix's length (at most 8, so they fit a word).
+/// Those tail words of the suffixes are hashed into a 64-bit set; a name whose tail word is not
+/// in it is under none of them. A hit (true or a hash collision) still gets the exact check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct TailFilter {
+    /// Bytes compared, 0 to 8.
+    len: usize,
+    /// The low `len` bytes of a word.
+    mask: u64,
+    bits: u64,
+}
+
+impl TailFilter {
+    fn new(suffixes: &[Vec<u8>]) -> TailFilter {
+        let len = suffixes.iter().map(|s| s.len().min(8)).min().unwrap_or(0);
+        let mut filter = TailFilter {
+            len,
+            mask: u64::MAX.checked_shr(64 - 8 * len as u32).unwrap_or(0),
+            bits: 0,
+        };
+        for s in suffixes {
+            if let Some(word) = filter.tail_word(s) {
+                filter.bits |= Self::bit(word);
+            }
+        }
+        filter
+    }
+
+    /// The last `len` bytes of `name` as a big-endian number, or None if it is shorter.
+    #[inline]
+    fn tail_word(&self, name: &[u8]) -> Option<u64> {
+        if let Some(last8) = name.last_chunk::<8>() {
+            // The usual case, names of 8 bytes or more: one load.
+            return Some(u64::from_be_bytes(*last8) & self.mask);
+        }
+        let tail = name.get(name.len().checked_sub(self.len)?..)?;
+        Some(tail.iter().fold(0u64, |w, &b| (w << 8) | u64::from(b)))
+    }
+
+    fn bit(word: u64) -> u64 {
+        // Multiplicative hashing: the top 6 bits of the product depend on every byte.
+        1 << (word.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
+    }
+
+    /// False only if `name` is under none of the suffixes the filter was built from.
+    #[inline]
+    fn may_match(&self, name: &[u8]) -> bool {
+        if self.bits == 0 {
+            return false;
+        }
+        // A name shorter than every suffix cannot end with one.
+        match self.tail_word(name) {
+            Some(word) => self.bits & Self::bit(word) != 0,
+            None => false,
+        }
     }
 }
 
@@ -138,6 +206,9 @@ pub struct PrivacyFilter {
     ranges: Ranges,
     /// Lowercase uncompressed wire names.
     suffixes: Vec<Vec<u8>>,
+    /// Pre-check for `suffixes`: it runs for every owner and target name, and most names are
+    /// under none of the ten or so suffixes, so comparing against each of them is wasted work.
+    tails: TailFilter,
 }
 
 impl PrivacyFilter {
@@ -163,6 +234,7 @@ impl PrivacyFilter {
         Ok(PrivacyFilter {
             drop_addresses: !config.keep_private_addresses,
             ranges,
+            tails: TailFilter::new(&suffixes),
             suffixes,
         })
     }
@@ -174,6 +246,7 @@ impl PrivacyFilter {
 
     /// Whether one record may be recorded. `owner` is the lowercase uncompressed wire owner and
     /// `rdata` the canonical rdata (names uncompressed and lowercased), as extraction makes them.
+    #[inline]
     pub fn check(&self, owner: &[u8], rtype: u16, rdata: &[u8]) -> Result<(), PrivacyDrop> {
         if self.private_name(owner) {
             return Err(PrivacyDrop::PrivateName);
@@ -211,10 +284,11 @@ impl PrivacyFilter {
 
     /// True for a name under a private suffix, or the reverse name of (a part of) a private range.
     fn private_name(&self, name: &[u8]) -> bool {
-        if self
-            .suffixes
-            .iter()
-            .any(|s| name.len() >= s.len() && canonical_at_or_below(name, s))
+        if self.tails.may_match(name)
+            && self
+                .suffixes
+                .iter()
+                .any(|s| name.len() >= s.len() && canonical_at_or_below(name, s))
         {
             return true;
         }
@@ -519,6 +593,49 @@ mod tests {
             "f.ip6.arpa.",
         ] {
             assert_eq!(f.check(&w(name), TYPE_PTR, &ptr), Ok(()), "{name}");
+        }
+    }
+
+    /// A wire name from labels drawn over a small alphabet, so that suffixes do match often.
+    fn name_from(labels: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for l in labels {
+            out.push(l.len() as u8);
+            out.extend_from_slice(l);
+        }
+        out.push(0);
+        out
+    }
+
+    fn labels() -> impl proptest::strategy::Strategy<Value = Vec<Vec<u8>>> {
+        use proptest::prelude::*;
+        let label = proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(4u8)], 1..4);
+        proptest::collection::vec(label, 0..5)
+    }
+
+    proptest::proptest! {
+        /// The tail pre-check never hides a match: with it, names are judged exactly as by
+        /// comparing against every suffix.
+        #[test]
+        fn tail_filter_agrees_with_the_full_suffix_scan(
+            name in labels(),
+            suffixes in proptest::collection::vec(labels(), 0..4),
+            defaults in proptest::prelude::any::<bool>(),
+        ) {
+            let mut f = if defaults { filter() } else { PrivacyFilter::none() };
+            f.suffixes.extend(suffixes.iter().map(|s| name_from(s)));
+            f.tails = TailFilter::new(&f.suffixes);
+            // The same filter with a pre-check that lets everything through: the full scan.
+            let full = PrivacyFilter {
+                tails: TailFilter { len: 0, mask: 0, bits: u64::MAX },
+                ..f.clone()
+            };
+            let name = name_from(&name);
+            proptest::prop_assert_eq!(f.private_name(&name), full.private_name(&name));
+            // Bytes that are not a name at all are judged alike too.
+            let mut raw = name.clone();
+            raw.insert(0, 0xC0);
+            proptest::prop_assert_eq!(f.private_name(&raw), full.private_name(&raw));
         }
     }
 

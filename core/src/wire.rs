@@ -75,15 +75,6 @@ pub(crate) fn u16_at(buf: &[u8], pos: usize) -> Result<u16, WireError> {
     }
 }
 
-/// The big-endian u32 at `pos`.
-#[inline]
-fn u32_at(buf: &[u8], pos: usize) -> Result<u32, WireError> {
-    match bytes_at(buf, pos, 4)? {
-        [a, b, c, d] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
-        _ => Err(WireError::Truncated),
-    }
-}
-
 /// Walks the (possibly compressed) name at `pos` in `msg`, calling `on_run` with each run of
 /// in-place labels (length octets included) up to a pointer or through the root label. Returns
 /// the offset just past the name's in-place bytes.
@@ -112,8 +103,13 @@ fn walk_runs<F: FnMut(&[u8])>(msg: &[u8], pos: usize, mut on_run: F) -> Result<u
                 if len > MAX_NAME_LEN {
                     return Err(WireError::NameTooLong);
                 }
-                bytes_at(msg, cur + 1, n)?;
-                cur += 1 + n;
+                // No overflow: `cur` is an index of `msg` and n ≤ 63. A plain compare instead of
+                // `bytes_at`, as this loop runs for every label of every name.
+                let next = cur + 1 + n;
+                if next > msg.len() {
+                    return Err(WireError::Truncated);
+                }
+                cur = next;
                 if n == 0 {
                     on_run(msg.get(run_start..cur).unwrap_or(&[]));
                     return Ok(end.unwrap_or(cur));
@@ -164,7 +160,8 @@ pub fn walk_name<F: FnMut(&[u8])>(
 
 /// Checks the name at `pos` and returns the offset just past its in-place bytes.
 pub fn skip_name(msg: &[u8], pos: usize) -> Result<usize, WireError> {
-    walk_name(msg, pos, |_| {})
+    // The same walk without splitting runs into labels, which nothing here would look at.
+    walk_runs(msg, pos, |_| {})
 }
 
 /// Checks the uncompressed name at the start of `buf` and returns its length.
@@ -195,6 +192,45 @@ pub fn uncompressed_name_len(buf: &[u8]) -> Result<usize, WireError> {
     }
 }
 
+/// Lowercases the ASCII letters of `buf`, exactly as `make_ascii_lowercase` does, a word at a
+/// time: every owner and rdata name is lowercased, and byte by byte this was a sizeable part of
+/// the cost of copying a name.
+pub(crate) fn lowercase_ascii(buf: &mut [u8]) {
+    let len = buf.len();
+    if len < 8 {
+        buf.make_ascii_lowercase();
+        return;
+    }
+    let mut words = buf.chunks_exact_mut(8);
+    for word in &mut words {
+        lowercase_word(word);
+    }
+    if !words.into_remainder().is_empty() {
+        // The last eight bytes overlap the last whole word; lowercasing twice changes nothing.
+        if let Some(last) = buf.get_mut(len - 8..) {
+            lowercase_word(last);
+        }
+    }
+}
+
+/// Lowercases the ASCII letters of an eight-byte chunk with bit operations on one `u64`.
+fn lowercase_word(chunk: &mut [u8]) {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let Ok(bytes) = <&mut [u8; 8]>::try_from(chunk) else {
+        return;
+    };
+    let w = u64::from_le_bytes(*bytes);
+    let low7 = w & !HIGH;
+    // Per byte, with no carry into the next one (0x7F + 0x3F < 0x100): the high bit of
+    // `low7 + 0x3F` is set for b ≥ b'A', that of `low7 + 0x25` for b > b'Z'; bytes with the
+    // high bit set are not ASCII and stay as they are.
+    let at_least_a = low7 + 0x3F3F_3F3F_3F3F_3F3F;
+    let above_z = low7 + 0x2525_2525_2525_2525;
+    let upper = at_least_a & !above_z & !w & HIGH;
+    // 0x80 >> 2 is 0x20, the bit that makes an ASCII capital lowercase.
+    *bytes = (w | (upper >> 2)).to_le_bytes();
+}
+
 /// Appends the labels of `name` to `out` in uncompressed wire form, lowercased if asked.
 ///
 /// On error `out` is left as it was, so the caller can simply skip the record.
@@ -207,18 +243,17 @@ fn append_name(
     let mark = out.len();
     // One copy per run of labels, not per label: owner names are decompressed for every record,
     // and this was the largest item in the worker's profile.
-    let res = walk_runs(msg, pos, |run| {
-        let start = out.len();
-        out.extend_from_slice(run);
-        if lowercase {
-            // Length octets are at most 63, below b'A', so lowercasing the run leaves them alone.
-            if let Some(copied) = out.get_mut(start..) {
-                copied.make_ascii_lowercase();
+    let res = walk_runs(msg, pos, |run| out.extend_from_slice(run));
+    match res {
+        Err(_) => out.truncate(mark),
+        // Lowercased whole rather than run by run: runs are mostly shorter than a word.
+        // Length octets are at most 63, below b'A', so lowercasing leaves them alone.
+        Ok(_) if lowercase => {
+            if let Some(copied) = out.get_mut(mark..) {
+                lowercase_ascii(copied);
             }
         }
-    });
-    if res.is_err() {
-        out.truncate(mark);
+        Ok(_) => {}
     }
     res
 }
@@ -426,13 +461,48 @@ impl<'a> Records<'a> {
         Ok(())
     }
 
-    fn read_record(&mut self, section: Section) -> Result<Record<'a>, WireError> {
+    /// Reads the record at the current position. With `owner_out`, the owner is also appended
+    /// to it, uncompressed and lowercased, by the same walk that checks it; on error it is left
+    /// as it was.
+    #[inline]
+    fn read_record(
+        &mut self,
+        section: Section,
+        owner_out: Option<&mut Vec<u8>>,
+    ) -> Result<Record<'a>, WireError> {
         let owner_pos = self.pos;
-        let p = skip_name(self.msg, owner_pos)?;
-        let rtype = u16_at(self.msg, p)?;
-        let class = u16_at(self.msg, p + 2)?;
-        let ttl = u32_at(self.msg, p + 4)?;
-        let rdlen = usize::from(u16_at(self.msg, p + 8)?);
+        match owner_out {
+            None => self.read_fixed(section, owner_pos, skip_name(self.msg, owner_pos)?),
+            Some(out) => {
+                let mark = out.len();
+                let read = append_name(self.msg, owner_pos, true, out)
+                    .and_then(|p| self.read_fixed(section, owner_pos, p));
+                if read.is_err() {
+                    out.truncate(mark);
+                }
+                read
+            }
+        }
+    }
+
+    /// Reads the fixed part and the rdata of the record whose owner is at `owner_pos` and ends
+    /// at `p`.
+    #[inline]
+    fn read_fixed(
+        &mut self,
+        section: Section,
+        owner_pos: usize,
+        p: usize,
+    ) -> Result<Record<'a>, WireError> {
+        // The ten fixed bytes at once: one bounds check instead of four.
+        let fixed = bytes_at(self.msg, p, 10)?;
+        let Ok([t0, t1, c0, c1, l0, l1, l2, l3, r0, r1]) = <[u8; 10]>::try_from(fixed) else {
+            return Err(WireError::Truncated);
+        };
+        let rtype = u16::from_be_bytes([t0, t1]);
+        let class = u16::from_be_bytes([c0, c1]);
+        let ttl = u32::from_be_bytes([l0, l1, l2, l3]);
+        let rdlen = usize::from(u16::from_be_bytes([r0, r1]));
         let rdata_offset = p + 10;
         let rdata = bytes_at(self.msg, rdata_offset, rdlen)?;
         self.pos = rdata_offset + rdlen;
@@ -451,10 +521,24 @@ impl<'a> Records<'a> {
     }
 }
 
-impl<'a> Iterator for Records<'a> {
-    type Item = Result<Record<'a>, WireError>;
+impl<'a> Records<'a> {
+    /// Like [`Iterator::next`], and also appends the record's owner to `owner`, uncompressed and
+    /// lowercased as [`NameRef::write_to`] would, from the same walk that checks the name, so a
+    /// caller that needs every owner does not walk each name twice. On an error or at the end,
+    /// `owner` is left as it was.
+    #[inline]
+    pub fn next_with_owner(
+        &mut self,
+        owner: &mut Vec<u8>,
+    ) -> Option<Result<Record<'a>, WireError>> {
+        self.advance(Some(owner))
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
+    #[inline]
+    fn advance(
+        &mut self,
+        owner_out: Option<&mut Vec<u8>>,
+    ) -> Option<Result<Record<'a>, WireError>> {
         if self.done {
             return None;
         }
@@ -471,7 +555,7 @@ impl<'a> Iterator for Records<'a> {
                 return None;
             }
         };
-        match self.read_record(section) {
+        match self.read_record(section, owner_out) {
             Ok(rec) => {
                 if let Some(left) = self.left.get_mut(idx) {
                     *left = left.saturating_sub(1);
@@ -483,6 +567,14 @@ impl<'a> Iterator for Records<'a> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<Record<'a>, WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.advance(None)
     }
 }
 
@@ -662,7 +754,31 @@ mod tests {
         res
     }
 
+    #[test]
+    fn word_lowercasing_handles_every_byte_in_every_position() {
+        for b in 0..=255u8 {
+            for len in 8..=17 {
+                for at in 0..len {
+                    let mut buf = vec![b'Q'; len];
+                    buf[at] = b;
+                    let want = buf.to_ascii_lowercase();
+                    lowercase_ascii(&mut buf);
+                    assert_eq!(buf, want, "byte {b:#x} at {at} of {len}");
+                }
+            }
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn word_lowercasing_agrees_with_std(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+        ) {
+            let mut ours = bytes.clone();
+            lowercase_ascii(&mut ours);
+            proptest::prop_assert_eq!(ours, bytes.to_ascii_lowercase());
+        }
+
         #[test]
         fn run_copy_agrees_with_label_walk(
             // Small bytes make label lengths, 0xC0 pointers, the rest letters and noise.
@@ -683,6 +799,45 @@ mod tests {
             proptest::prop_assert_eq!(fast, slow);
         }
     }
+    proptest::proptest! {
+        /// The one-walk owner copy yields exactly the records of the plain iterator, each owner
+        /// as `write_to` writes it, and leaves the buffer alone on errors.
+        #[test]
+        fn next_with_owner_agrees_with_next_and_write_to(
+            header in proptest::collection::vec(0u8..3, 12),
+            body in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => 0u8..6,
+                    1 => proptest::strategy::Just(0xC0u8),
+                    2 => proptest::prelude::any::<u8>()
+                ],
+                0..300,
+            ),
+        ) {
+            let msg = [header, body].concat();
+            let Ok(m) = Message::parse(&msg) else { return Ok(()) };
+            let (mut plain, mut walked) = (m.records(), m.records());
+            let mut owners = vec![9u8];
+            loop {
+                let before = owners.len();
+                let a = plain.next();
+                let b = walked.next_with_owner(&mut owners);
+                proptest::prop_assert_eq!(a, b);
+                match a {
+                    Some(Ok(rec)) => {
+                        let mut want = Vec::new();
+                        rec.owner.write_to(true, &mut want).unwrap();
+                        proptest::prop_assert_eq!(&owners[before..], &want[..]);
+                    }
+                    _ => proptest::prop_assert_eq!(owners.len(), before),
+                }
+                if a.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+
     use super::test_builder::{wire, Builder, AN, AR, NS};
     use super::*;
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use dnsensor_core::{Observation, Segment, Transport};
 use prost::Message as _;
 
-use crate::proto;
+use crate::{pb, proto};
 
 /// What became of one dnstap payload.
 #[derive(Debug, Clone)]
@@ -24,29 +24,108 @@ pub enum Outcome {
 
 /// Decodes one data frame as a `Dnstap` protobuf and converts it. The frame's bytes are sliced,
 /// not copied, into the observation.
+///
+/// The payload is read by [`crate::pb`], which accepts exactly what
+/// `proto::Dnstap::decode` accepts and gives the same outcome as [`observation_from_dnstap`]
+/// on its result, without building the whole struct: only the fields an observation keeps become
+/// `Bytes` slices, and only for messages that are used.
 pub fn observation_from_frame(
     frame: Bytes,
     client_responses: bool,
 ) -> Result<Outcome, prost::DecodeError> {
-    let dnstap = proto::Dnstap::decode(frame)?;
-    Ok(observation_from_dnstap(dnstap, client_responses))
+    let Ok(fields) = pb::decode(&frame) else {
+        // Rejected payloads take prost's path, so they get its error (and, were the two readers
+        // ever to disagree, its verdict).
+        return proto::Dnstap::decode(frame).map(|d| observation_from_dnstap(d, client_responses));
+    };
+    // A payload without a `message` field has no type either, and is ignored like one whose
+    // type is not recorded.
+    let message_type = fields.message_type.unwrap_or(DEFAULT_MESSAGE_TYPE);
+    let Some(segment) = segment_of(message_type, client_responses) else {
+        return Ok(Outcome::Ignored);
+    };
+    let slice = |r: &Option<std::ops::Range<usize>>| r.clone().map(|r| frame.slice(r));
+    let bytes = |r: &Option<std::ops::Range<usize>>| r.clone().and_then(|r| frame.get(r));
+    Ok(outcome(
+        segment,
+        Parts {
+            socket_protocol: fields.socket_protocol,
+            query_address: bytes(&fields.query_address),
+            response_address: bytes(&fields.response_address),
+            query_port: fields.query_port,
+            response_port: fields.response_port,
+            query_time_sec: fields.query_time_sec,
+            query_time_nsec: fields.query_time_nsec,
+            response_time_sec: fields.response_time_sec,
+            response_time_nsec: fields.response_time_nsec,
+            query_message: slice(&fields.query_message),
+            query_zone: slice(&fields.query_zone),
+            response_message: slice(&fields.response_message),
+        },
+    ))
 }
 
 /// Converts a decoded dnstap payload. Resolver and forwarder responses are used; client responses
 /// only when `client_responses` is set, and then without a bailiwick (the zone a stub asked is not
 /// a zone cut we can vouch for).
 pub fn observation_from_dnstap(dnstap: proto::Dnstap, client_responses: bool) -> Outcome {
-    use proto::message::Type;
-
     let Some(msg) = dnstap.message else {
         return Outcome::Ignored;
     };
-    let segment = match Type::try_from(msg.r#type) {
-        Ok(Type::ResolverResponse) => Segment::Resolver,
-        Ok(Type::ForwarderResponse) => Segment::Forwarder,
-        Ok(Type::ClientResponse) if client_responses => Segment::Client,
-        _ => return Outcome::Ignored,
+    let Some(segment) = segment_of(msg.r#type, client_responses) else {
+        return Outcome::Ignored;
     };
+    outcome(
+        segment,
+        Parts {
+            socket_protocol: msg.socket_protocol,
+            query_address: msg.query_address.as_deref(),
+            response_address: msg.response_address.as_deref(),
+            query_port: msg.query_port,
+            response_port: msg.response_port,
+            query_time_sec: msg.query_time_sec,
+            query_time_nsec: msg.query_time_nsec,
+            response_time_sec: msg.response_time_sec,
+            response_time_nsec: msg.response_time_nsec,
+            query_message: msg.query_message,
+            query_zone: msg.query_zone,
+            response_message: msg.response_message,
+        },
+    )
+}
+
+/// What `Message.type` is when a message lacks it: prost's default for the field, the enum's
+/// first value (AUTH_QUERY), which is not recorded.
+const DEFAULT_MESSAGE_TYPE: i32 = 1;
+
+/// The segment a message type is recorded as, or None if it is not recorded.
+fn segment_of(message_type: i32, client_responses: bool) -> Option<Segment> {
+    use proto::message::Type;
+    match Type::try_from(message_type) {
+        Ok(Type::ResolverResponse) => Some(Segment::Resolver),
+        Ok(Type::ForwarderResponse) => Some(Segment::Forwarder),
+        Ok(Type::ClientResponse) if client_responses => Some(Segment::Client),
+        _ => None,
+    }
+}
+
+/// The fields of a dnstap `Message` that an observation is made of.
+struct Parts<'a> {
+    socket_protocol: Option<i32>,
+    query_address: Option<&'a [u8]>,
+    response_address: Option<&'a [u8]>,
+    query_port: Option<u32>,
+    response_port: Option<u32>,
+    query_time_sec: Option<u64>,
+    query_time_nsec: Option<u32>,
+    response_time_sec: Option<u64>,
+    response_time_nsec: Option<u32>,
+    query_message: Option<Bytes>,
+    query_zone: Option<Bytes>,
+    response_message: Option<Bytes>,
+}
+
+fn outcome(segment: Segment, msg: Parts<'_>) -> Outcome {
     let Some(response) = msg.response_message else {
         return Outcome::MissingResponse;
     };
@@ -60,8 +139,8 @@ pub fn observation_from_dnstap(dnstap: proto::Dnstap, client_responses: bool) ->
     Outcome::Use(Observation {
         time,
         response,
-        server: socket_addr(msg.response_address.as_deref(), msg.response_port),
-        client: socket_addr(msg.query_address.as_deref(), msg.query_port),
+        server: socket_addr(msg.response_address, msg.response_port),
+        client: socket_addr(msg.query_address, msg.query_port),
         transport: transport(msg.socket_protocol),
         segment,
         bailiwick,
@@ -113,6 +192,11 @@ mod tests {
             timestamp(Some(1), Some(2_000_000_000)),
             Some(UNIX_EPOCH + Duration::from_secs(3))
         );
+    }
+
+    #[test]
+    fn a_message_without_a_type_has_prosts_default() {
+        assert_eq!(proto::Message::default().r#type, DEFAULT_MESSAGE_TYPE);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod convert;
 pub mod fstrm;
 mod listen;
+mod pb;
 mod server;
 pub mod stats;
 
