@@ -25,7 +25,7 @@ pub enum Outcome {
 /// Decodes one data frame as a `Dnstap` protobuf and converts it. The frame's bytes are sliced,
 /// not copied, into the observation.
 ///
-/// The payload is read by [`crate::pb`], which accepts exactly what
+/// The payload is read by the crate's own protobuf reader (`pb.rs`), which accepts exactly what
 /// `proto::Dnstap::decode` accepts and gives the same outcome as [`observation_from_dnstap`]
 /// on its result, without building the whole struct: only the fields an observation keeps become
 /// `Bytes` slices, and only for messages that are used.
@@ -44,7 +44,12 @@ pub fn observation_from_frame(
     let Some(segment) = segment_of(message_type, client_responses) else {
         return Ok(Outcome::Ignored);
     };
-    let slice = |r: &Option<std::ops::Range<usize>>| r.clone().map(|r| frame.slice(r));
+    // `pb` only hands out ranges inside the frame; checked again because `Bytes::slice` panics.
+    let slice = |r: &Option<std::ops::Range<usize>>| {
+        r.clone()
+            .filter(|r| r.start <= r.end && r.end <= frame.len())
+            .map(|r| frame.slice(r))
+    };
     let bytes = |r: &Option<std::ops::Range<usize>>| r.clone().and_then(|r| frame.get(r));
     Ok(outcome(
         segment,
