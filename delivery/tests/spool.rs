@@ -289,14 +289,29 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// Needs a small file system to fill, so it is ignored by default. Run it with e.g.
-/// `mount -t tmpfs -o size=256k tmpfs /mnt/tiny && DNSENSOR_FULL_DISK_DIR=/mnt/tiny
-/// cargo test -p dnsensor-delivery --test spool -- --ignored full_disk`.
+/// A real full disk: the test mounts a 256 KiB tmpfs of its own (the tests run as root) and
+/// fills it.
 #[test]
-#[ignore = "needs DNSENSOR_FULL_DISK_DIR on a tiny file system"]
 fn full_disk_is_a_clear_counted_error() {
-    let dir = std::env::var_os("DNSENSOR_FULL_DISK_DIR").expect("DNSENSOR_FULL_DISK_DIR");
-    let dir = Path::new(&dir).join("spool");
+    let base = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(base.path())
+        .status()
+        .expect("run mount");
+    assert!(
+        mounted.success(),
+        "cannot mount a tmpfs on {} (the tests run as root)",
+        base.path().display()
+    );
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(base.path());
+    let dir = base.path().join("spool");
     let spool = Spool::open(config(&dir, 1 << 30, 100_000)).unwrap();
     let mut stored = 0u64;
     let err = loop {
@@ -323,5 +338,4 @@ fn full_disk_is_a_clear_counted_error() {
     drop(spool);
     let again = Spool::open(config(&dir, 1 << 30, 100_000)).unwrap();
     assert_eq!(again.stats().files, stored);
-    fs::remove_dir_all(&dir).unwrap();
 }
