@@ -66,9 +66,7 @@ pub fn main(args: CaptureArgs) -> ExitCode {
     };
     log_privacy(&settings.common);
     let stop = Arc::new(AtomicBool::new(false));
-    if !reading_files {
-        watch_stop_signals(stop.clone());
-    }
+    watch_stop_signals(stop.clone());
     let progress = reading_files && std::io::stderr().is_terminal();
     match &settings.input {
         CaptureInput::Interface(name) => log::info!("capture: started on {name}"),
@@ -95,8 +93,8 @@ pub fn main(args: CaptureArgs) -> ExitCode {
     }
 }
 
-/// SIGTERM and SIGINT set `stop`; the capture loop checks it between packets and timeouts.
-/// Reading files ends by itself, and there a signal keeps its default meaning.
+/// SIGTERM and SIGINT set `stop`; the capture loop checks it between packets and timeouts, so
+/// a stopped run (live, or part way through files) still flushes what it has seen.
 fn watch_stop_signals(stop: Arc<AtomicBool>) {
     let spawned = std::thread::Builder::new()
         .name("dnsensor-signals".into())

@@ -135,7 +135,8 @@ fn live_capture_on_lo_records_the_zone_data_and_replays_identically() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let read = Dnsensor::start_logging(&read_dir, read_out, &args, "capture: started").finish();
+    let read = Dnsensor::start_logging(&read_dir, read_out, &args, "capture: started")
+        .finish_when_done(Duration::from_secs(60));
     assert!(read.status.success(), "{}", read.stderr);
     let from_file = record_set(&read);
     assert!(

@@ -722,6 +722,20 @@ impl Dnsensor {
         }
     }
 
+    /// Waits (up to `timeout`) for a run that ends by itself, such as `capture --read`, then
+    /// finishes it as [`Dnsensor::finish`] does.
+    pub fn finish_when_done(mut self, timeout: Duration) -> DnsensorRun {
+        if let Some(c) = self.child.as_mut() {
+            if wait_timeout(c, timeout).is_none() {
+                panic!(
+                    "dnsensor did not finish by itself within {timeout:?}:\n{}",
+                    self.stderr_text()
+                );
+            }
+        }
+        self.finish()
+    }
+
     /// Sends SIGTERM, waits for exit (it flushes the open window first) and reads the
     /// output. Panics if it does not exit within 15 s.
     pub fn finish(mut self) -> DnsensorRun {
