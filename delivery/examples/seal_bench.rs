@@ -151,7 +151,7 @@ fn main() {
     );
     println!("| zstd level | records/s (format+zstd+seal) | format only | zstd+seal only | NDJSON bytes/record | sealed bytes/record | ratio |");
     println!("|---|---|---|---|---|---|---|");
-    for level in [1, 3] {
+    for level in [1, 3, -1, -3] {
         let mut sealer = Sealer::new(pk.clone(), level).expect("zstd level");
         let mut enc = CofEncoder::new();
         let mut best: Option<(Duration, Duration, Duration)> = None;
