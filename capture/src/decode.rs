@@ -254,6 +254,17 @@ impl Dns {
             self.stats.other_opcode += 1;
             return;
         }
+        // Client traffic (RD=1; a response copies the bit from its query) is never recorded
+        // unless asked for, so it is not paired either: no copy of the query, no table entry.
+        // Half of a resolver's packets are client traffic, and this is most of their cost.
+        if h.recursion_desired() && !self.client_responses {
+            if h.is_response() {
+                self.stats.client_skipped += 1;
+            } else {
+                self.stats.queries += 1;
+            }
+            return;
+        }
         let Some(question) = question_range(msg, &h) else {
             self.stats.dns_errors += 1;
             return;
