@@ -99,6 +99,10 @@ pub struct CommonArgs {
     /// Seconds an upload may take before it is abandoned and retried. Default: 30.
     #[arg(long, value_name = "SECS")]
     pub upload_timeout: Option<u64>,
+    /// zstd level for sealed batches, -7 to 19; negative levels are faster and larger.
+    /// Default: 1.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub zstd_level: Option<i32>,
 }
 
 /// `dnsensor dnstap`.

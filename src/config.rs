@@ -34,6 +34,7 @@ pub struct FileConfig {
     pub spool_max_files: Option<usize>,
     pub upload_concurrency: Option<usize>,
     pub upload_timeout: Option<u64>,
+    pub zstd_level: Option<i32>,
     #[serde(default)]
     pub dnstap: DnstapSection,
     #[serde(default)]
@@ -180,6 +181,7 @@ pub struct Common {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub upload: dnsensor_delivery::upload::UploaderConfig,
+    pub zstd_level: i32,
     pub pubkey: PathBuf,
     pub token_file: PathBuf,
     pub spool: dnsensor_delivery::spool::SpoolConfig,
@@ -430,8 +432,16 @@ fn delivery(
     }
     .validate()
     .map_err(|e| ConfigError(format!("collector-url: {e}")))?;
+    let zstd_level = args
+        .zstd_level
+        .or(file.zstd_level)
+        .unwrap_or(dnsensor_delivery::batch::DEFAULT_ZSTD_LEVEL);
+    if !(-7..=19).contains(&zstd_level) {
+        return err(format!("zstd-level: {zstd_level} is out of range -7..=19"));
+    }
     Ok(Delivery {
         upload,
+        zstd_level,
         pubkey,
         token_file,
         spool,

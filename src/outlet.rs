@@ -69,7 +69,9 @@ fn open_delivery(delivery: &Delivery, sensor_id: String) -> Result<Outlet, Strin
         delivery.upload.url
     );
     Ok(Outlet {
-        sink: Box::new(SealingSink::new(public, sensor_id, spool.clone())),
+        sink: Box::new(
+            SealingSink::new(public, sensor_id, spool.clone()).with_zstd_level(delivery.zstd_level),
+        ),
         delivery: Some(RunningDelivery { spool, uploader }),
     })
 }

@@ -480,7 +480,13 @@ fn a_hung_collector_leads_to_retries_not_loss_or_double_counts() {
         assert!(st.success(), "kill {sig} {pid}");
     };
     signal("-STOP", collector.pid());
-    let sensor = start_sensor(dir.path(), &keys, port, &["--upload-timeout", "1"]);
+    // A fast negative zstd level here, so one end-to-end run covers a non-default level.
+    let sensor = start_sensor(
+        dir.path(),
+        &keys,
+        port,
+        &["--upload-timeout", "1", "--zstd-level", "-3"],
+    );
     replay(&sensor.sock);
     // Several timeouts' worth of hanging.
     thread::sleep(Duration::from_secs(5));

@@ -1,11 +1,12 @@
 //! Passive DNS Common Output Format: one JSON object per RRset, one line each.
 //! Records become text here, at flush time only; the hot path never formats.
 
-use std::fmt::Write as _;
-
 use crate::dedup::Entry;
 use crate::present;
 use crate::rrset::KeyView;
+
+const TYPE_A: u16 = 1;
+const TYPE_AAAA: u16 = 28;
 
 /// Reusable buffers for turning keys into COF lines.
 #[derive(Debug, Default)]
@@ -45,16 +46,14 @@ impl CofEncoder {
         present::write_name(key.owner, &mut self.text);
         push_json_str(out, &self.text);
 
-        out.extend_from_slice(b",\"rrtype\":");
-        self.text.clear();
+        // Mnemonics, numbers and addresses are plain ASCII by construction: no JSON check.
+        out.extend_from_slice(b",\"rrtype\":\"");
         match present::type_mnemonic(key.rtype) {
-            Some(m) => self.text.push_str(m),
+            Some(m) => out.extend_from_slice(m.as_bytes()),
             // COF: the number where the type has no mnemonic.
-            None => {
-                let _ = write!(self.text, "{}", key.rtype);
-            }
+            None => push_u64(out, key.rtype.into()),
         }
-        push_json_str(out, &self.text);
+        out.push(b'"');
 
         out.extend_from_slice(b",\"rdata\":[");
         for (i, rdata) in key.rdatas().enumerate() {
@@ -63,7 +62,13 @@ impl CofEncoder {
             }
             self.text.clear();
             present::write_rdata(key.rtype, rdata, &mut self.text);
-            push_json_str(out, &self.text);
+            if matches!(key.rtype, TYPE_A | TYPE_AAAA) {
+                out.push(b'"');
+                out.extend_from_slice(self.text.as_bytes());
+                out.push(b'"');
+            } else {
+                push_json_str(out, &self.text);
+            }
         }
         out.push(b']');
 

@@ -80,6 +80,69 @@ fn push_ipv4(octets: [u8; 4], out: &mut String) {
     }
 }
 
+/// Appends an IPv6 address exactly as `Ipv6Addr`'s `Display` does (RFC 5952: lowercase hex,
+/// the longest run of two or more zero groups as `::`, the first on a tie, IPv4-mapped addresses
+/// as `::ffff:a.b.c.d`), without going through `fmt`, which cost a fifth of COF formatting in the
+/// sealing benchmark.
+fn push_ipv6(octets: [u8; 16], out: &mut String) {
+    let addr = Ipv6Addr::from(octets);
+    if let Some(v4) = addr.to_ipv4_mapped() {
+        out.push_str("::ffff:");
+        push_ipv4(v4.octets(), out);
+        return;
+    }
+    let groups = addr.segments();
+    // The longest run of zero groups, if at least two long.
+    let (mut best_at, mut best_len) = (0usize, 0usize);
+    let mut i = 0;
+    while i < 8 {
+        if groups[i] == 0 {
+            let start = i;
+            while i < 8 && groups[i] == 0 {
+                i += 1;
+            }
+            if i - start > best_len {
+                (best_at, best_len) = (start, i - start);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let push_group = |g: u16, out: &mut String| {
+        let mut started = false;
+        for shift in [12u16, 8, 4, 0] {
+            let nibble = usize::from((g >> shift) & 0xf);
+            if nibble != 0 || started || shift == 0 {
+                out.push(char::from(HEX[nibble]));
+                started = true;
+            }
+        }
+    };
+    if best_len >= 2 {
+        for (n, &g) in groups[..best_at].iter().enumerate() {
+            if n > 0 {
+                out.push(':');
+            }
+            push_group(g, out);
+        }
+        out.push_str("::");
+        for (n, &g) in groups[best_at + best_len..].iter().enumerate() {
+            if n > 0 {
+                out.push(':');
+            }
+            push_group(g, out);
+        }
+    } else {
+        for (n, &g) in groups.iter().enumerate() {
+            if n > 0 {
+                out.push(':');
+            }
+            push_group(g, out);
+        }
+    }
+}
+
 /// The mnemonic of an RR type, if it has one.
 ///
 /// Covers the IANA "Resource Record (RR) TYPEs" registry entries that zone-file tools know;
@@ -325,7 +388,7 @@ fn format_known(rtype: u16, rdata: &[u8], out: &mut String) -> Res {
     let mut r = Reader { buf: rdata };
     match rtype {
         A => push_ipv4(r.array::<4>()?, out),
-        AAAA => write!(out, "{}", Ipv6Addr::from(r.array::<16>()?))?,
+        AAAA => push_ipv6(r.array::<16>()?, out),
         NS | MD | MF | CNAME | MB | MG | MR | PTR | DNAME => name(&mut r, out)?,
         SOA => {
             name(&mut r, out)?;
@@ -917,6 +980,47 @@ fn loc_precision(octet: u8, out: &mut String) -> Res {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ipv6_text_matches_std_on_edge_cases() {
+        for text in [
+            "::",
+            "::1",
+            "1::",
+            "2001:db8::1",
+            "2001:db8:0:0:1:0:0:1",
+            "2001:0:0:1:0:0:0:1",
+            "1:0:1:0:1:0:1:0",
+            "0:1:0:1:0:1:0:1",
+            "fe80::1:0:0:0",
+            "::ffff:192.0.2.1",
+            "::192.0.2.1",
+            "64:ff9b::192.0.2.1",
+            "1:2:3:4:5:6:7:8",
+            "abcd:ef01::ffff:0:1",
+        ] {
+            let addr: std::net::Ipv6Addr = text.parse().unwrap();
+            let mut out = String::new();
+            super::push_ipv6(addr.octets(), &mut out);
+            assert_eq!(out, addr.to_string(), "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ipv6_text_matches_std(octets in proptest::array::uniform16(proptest::sample::select(vec![0u8, 0, 0, 1, 0xff, 0x12]))) {
+            let mut out = String::new();
+            super::push_ipv6(octets, &mut out);
+            proptest::prop_assert_eq!(out, std::net::Ipv6Addr::from(octets).to_string());
+        }
+
+        #[test]
+        fn ipv6_text_matches_std_on_any_bytes(octets in proptest::array::uniform16(proptest::prelude::any::<u8>())) {
+            let mut out = String::new();
+            super::push_ipv6(octets, &mut out);
+            proptest::prop_assert_eq!(out, std::net::Ipv6Addr::from(octets).to_string());
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -14,6 +14,7 @@ use crate::spool::Spool;
 #[derive(Debug)]
 pub struct SealingSink {
     sealer: Option<Sealer>,
+    zstd_level: i32,
     public: PublicKey,
     sensor_id: String,
     spool: Spool,
@@ -25,10 +26,18 @@ impl SealingSink {
     pub fn new(public: PublicKey, sensor_id: String, spool: Spool) -> SealingSink {
         SealingSink {
             sealer: None,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
             public,
             sensor_id,
             spool,
         }
+    }
+
+    /// The same sink compressing at `level` (zstd; negative levels are its fast modes).
+    pub fn with_zstd_level(mut self, level: i32) -> SealingSink {
+        self.zstd_level = level;
+        self.sealer = None;
+        self
     }
 
     /// The spool this sink writes to.
@@ -51,7 +60,7 @@ impl Sink for SealingSink {
         let sealer = match &mut self.sealer {
             Some(s) => s,
             slot => slot.insert(
-                Sealer::new(self.public.clone(), DEFAULT_ZSTD_LEVEL)
+                Sealer::new(self.public.clone(), self.zstd_level)
                     .map_err(|e| io::Error::other(format!("cannot seal batch: {e}")))?,
             ),
         };
