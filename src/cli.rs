@@ -100,7 +100,7 @@ pub struct CommonArgs {
     #[arg(long, value_name = "SECS")]
     pub upload_timeout: Option<u64>,
     /// zstd level for sealed batches, -7 to 19; negative levels are faster and larger.
-    /// Default: 1.
+    /// Default: -3.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub zstd_level: Option<i32>,
 }

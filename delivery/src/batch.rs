@@ -31,9 +31,12 @@ pub const HPKE_INFO: &[u8] = b"dnsensor batch v1";
 pub const ENC_LEN: usize = 32;
 /// Length of the ChaCha20-Poly1305 tag at the end of the ciphertext.
 pub const TAG_LEN: usize = 16;
-/// zstd level used by [`seal`] and [`crate::SealingSink`]. `bench/seal.sh` measured level 1
-/// faster than 3 at the same size on COF batches (docs/benchmarks.md), hence 1.
-pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
+/// zstd level used by [`seal`] and [`crate::SealingSink`]: −3, one of zstd's fast levels.
+/// `bench/seal.sh` measured format → zstd → seal at 1.04–1.31M records/s on one core with it,
+/// against 0.87–1.17M at level 1, and the goal is at least 1M so that sealing never holds the
+/// flusher back; the price is 55.7 sealed bytes a record instead of 38.4 (docs/benchmarks.md).
+/// `--zstd-level` picks another.
+pub const DEFAULT_ZSTD_LEVEL: i32 = -3;
 /// Largest zstd window (log2 bytes) that [`open`] accepts, which bounds the decoder's memory.
 /// Levels 1–19 on batches of 10,000 lines stay well below it.
 pub const MAX_WINDOW_LOG: u32 = 23;
