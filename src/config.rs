@@ -108,6 +108,11 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
     parse(&text).map_err(|e| ConfigError(format!("config {}: {}", path.display(), e.0)))
 }
 
+/// [`load`] when a file is given, else the empty configuration (every key at its default).
+pub fn load_optional(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    path.map(load).transpose().map(Option::unwrap_or_default)
+}
+
 /// Parses configuration text.
 pub fn parse(text: &str) -> Result<FileConfig, ConfigError> {
     toml::from_str(text).map_err(|e| {

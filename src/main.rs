@@ -10,6 +10,7 @@ mod mode_dnstap;
 mod mode_tools;
 mod outlet;
 mod privileges;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -57,6 +58,13 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// A start-up error: one line on stderr and the exit code, 2 for configuration and usage, 1
+/// when the system refuses something (a file, a socket, an interface, a user).
+pub(crate) fn fail(code: u8, e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("dnsensor: error: {e}");
+    ExitCode::from(code)
 }
 
 /// clap's message spans several lines (the error, the missing arguments, usage); operators and

@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use dnsensor_capture::{Capture, CaptureSummary, Source, TapConfig};
@@ -11,6 +11,7 @@ use dnsensor_core::pipeline::{Pipeline, PipelineSnapshot};
 
 use crate::cli::CaptureArgs;
 use crate::config::{self, CaptureInput};
+use crate::fail;
 use crate::logging;
 use crate::mode_dnstap::{log_privacy, pipeline_config};
 use crate::outlet;
@@ -19,8 +20,8 @@ use crate::privileges;
 /// Runs the mode. Start-up errors are one line on stderr: exit code 2 for configuration, 1 when
 /// the system refuses something (the interface, a file, a user).
 pub fn main(args: CaptureArgs) -> ExitCode {
-    let file = match args.common.config.as_deref().map(config::load).transpose() {
-        Ok(f) => f.unwrap_or_default(),
+    let file = match config::load_optional(args.common.config.as_deref()) {
+        Ok(f) => f,
         Err(e) => return fail(2, e),
     };
     let settings = match config::capture(&args, &file) {
@@ -66,7 +67,7 @@ pub fn main(args: CaptureArgs) -> ExitCode {
     };
     log_privacy(&settings.common);
     let stop = Arc::new(AtomicBool::new(false));
-    watch_stop_signals(stop.clone());
+    crate::signals::set_on_stop(stop.clone());
     let progress = reading_files && std::io::stderr().is_terminal();
     match &settings.input {
         CaptureInput::Interface(name) => log::info!("capture: started on {name}"),
@@ -93,46 +94,15 @@ pub fn main(args: CaptureArgs) -> ExitCode {
     }
 }
 
-/// SIGTERM and SIGINT set `stop`; the capture loop checks it between packets and timeouts, so
-/// a stopped run (live, or part way through files) still flushes what it has seen.
-fn watch_stop_signals(stop: Arc<AtomicBool>) {
-    let spawned = std::thread::Builder::new()
-        .name("dnsensor-signals".into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            match runtime {
-                Ok(rt) => rt.block_on(crate::mode_dnstap::wait_for_stop_signal()),
-                Err(e) => {
-                    log::error!("cannot watch for signals: {e}");
-                    return;
-                }
-            }
-            stop.store(true, Ordering::Relaxed);
-        });
-    if let Err(e) = spawned {
-        log::error!("cannot watch for signals: {e}");
-    }
-}
-
 /// The exit line: the tap's counters, then the pipeline's, named as in dnstap mode.
 fn summary_line(capture: &CaptureSummary, p: &PipelineSnapshot) -> String {
     format!(
         "summary: {capture} records={} rrsets_flushed={} shed={} malformed={} out_of_bailiwick={} private_dropped={}",
-        p.extract.records
-            - p.extract.out_of_bailiwick
-            - p.extract.private_address
-            - p.extract.private_name,
+        p.extract.records_kept(),
         p.rrsets_flushed,
         p.shed,
         p.extract.malformed,
         p.extract.out_of_bailiwick,
-        p.extract.private_address + p.extract.private_name,
+        p.extract.private_dropped(),
     )
-}
-
-fn fail(code: u8, e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("dnsensor: error: {e}");
-    ExitCode::from(code)
 }

@@ -8,6 +8,7 @@ use dnsensor_delivery::keys::SecretKey;
 
 use crate::cli::CollectorArgs;
 use crate::config;
+use crate::fail;
 use crate::logging;
 
 /// Bodies larger than this are refused with 413: a sensor's batch is far smaller.
@@ -16,8 +17,8 @@ const MAX_BODY_BYTES: usize = 64 << 20;
 /// Runs the collector; start-up errors are one line on stderr with exit code 2 (configuration)
 /// or 1 (a file, the database or the socket).
 pub fn main(args: CollectorArgs) -> ExitCode {
-    let file = match args.config.as_deref().map(config::load).transpose() {
-        Ok(f) => f.unwrap_or_default(),
+    let file = match config::load_optional(args.config.as_deref()) {
+        Ok(f) => f,
         Err(e) => return fail(2, e),
     };
     let settings = match config::collector(&args, &file) {
@@ -56,16 +57,11 @@ pub fn main(args: CollectorArgs) -> ExitCode {
     let result = runtime.block_on(async move {
         Collector::bind(config)
             .await?
-            .serve(crate::mode_dnstap::wait_for_stop_signal())
+            .serve(crate::signals::wait_for_stop())
             .await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(1, e),
     }
-}
-
-fn fail(code: u8, e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("dnsensor: error: {e}");
-    ExitCode::from(code)
 }

@@ -8,14 +8,15 @@ use dnsensor_core::pipeline::{Pipeline, PipelineConfig, PipelineSnapshot};
 
 use crate::cli::DnstapArgs;
 use crate::config::{self, Common};
+use crate::fail;
 use crate::logging;
 use crate::outlet;
 
 /// Runs the mode; errors before start-up are one line on stderr and exit code 2 (configuration)
 /// or 1 (the system refused something, such as a socket path).
 pub fn main(args: DnstapArgs) -> ExitCode {
-    let file = match args.common.config.as_deref().map(config::load).transpose() {
-        Ok(f) => f.unwrap_or_default(),
+    let file = match config::load_optional(args.common.config.as_deref()) {
+        Ok(f) => f,
         Err(e) => return fail(2, e),
     };
     let settings = match config::dnstap(&args, &file) {
@@ -56,7 +57,7 @@ pub fn main(args: DnstapArgs) -> ExitCode {
     let served = runtime.block_on(async move {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            wait_for_stop_signal().await;
+            crate::signals::wait_for_stop().await;
             let _ = stop_tx.send(true);
         });
         server.run(handoff, stop_rx).await
@@ -73,11 +74,6 @@ pub fn main(args: DnstapArgs) -> ExitCode {
     }
     log::info!("{line}");
     ExitCode::SUCCESS
-}
-
-fn fail(code: u8, e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("dnsensor: error: {e}");
-    ExitCode::from(code)
 }
 
 /// One line at start-up saying what the privacy stage will drop, so an operator can check it.
@@ -104,22 +100,6 @@ pub(crate) fn pipeline_config(common: &Common) -> PipelineConfig {
     }
 }
 
-pub(crate) async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        log::error!("cannot install signal handlers; stop with SIGKILL loses the open window");
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => log::info!("SIGTERM: flushing and stopping"),
-        _ = int.recv() => log::info!("SIGINT: flushing and stopping"),
-    }
-}
-
 /// The exit line. Records are those kept after the bailiwick check and the privacy stage.
 fn summary(p: &PipelineSnapshot, d: &dnsensor_dnstap::DnstapStats) -> String {
     let decode_errors = d.decode_errors.load(Ordering::Relaxed);
@@ -127,14 +107,11 @@ fn summary(p: &PipelineSnapshot, d: &dnsensor_dnstap::DnstapStats) -> String {
         "summary: messages={} responses_used={} records={} rrsets_flushed={} shed={} malformed={} out_of_bailiwick={} private_dropped={}",
         d.messages_decoded.load(Ordering::Relaxed),
         p.offered - p.shed,
-        p.extract.records
-            - p.extract.out_of_bailiwick
-            - p.extract.private_address
-            - p.extract.private_name,
+        p.extract.records_kept(),
         p.rrsets_flushed,
         p.shed,
         p.extract.malformed + decode_errors,
         p.extract.out_of_bailiwick,
-        p.extract.private_address + p.extract.private_name,
+        p.extract.private_dropped(),
     )
 }

@@ -284,6 +284,32 @@ impl Pipeline {
     }
 }
 
+/// A worker's work for one observation: extract its RRsets into `table` and count them, with the
+/// client's keyed hash when `client_hasher` is given. Public so that benchmark harnesses run
+/// exactly this code.
+#[inline]
+pub fn record_observation(
+    extractor: &mut Extractor,
+    table: &mut DedupTable,
+    totals: &mut ExtractStats,
+    client_hasher: Option<&ClientHasher>,
+    obs: &Observation,
+) {
+    let time = obs
+        .time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // The address is hashed here and goes no further; only distinct counts leave.
+    let client = match (client_hasher, obs.client) {
+        (Some(hasher), Some(addr)) => Some(hasher.hash(addr.ip())),
+        _ => None,
+    };
+    extractor.extract(&obs.response, obs.bailiwick.as_deref(), totals, |key| {
+        table.observe_from(key, time, client)
+    });
+}
+
 struct Worker {
     input: Receiver<Vec<Observation>>,
     control: Receiver<WorkerControl>,
@@ -326,22 +352,12 @@ impl Worker {
 
     fn process(&mut self, batch: Vec<Observation>) {
         for obs in &batch {
-            let time = obs
-                .time
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            // The address is hashed here and goes no further; only distinct counts leave.
-            let client = match (&self.client_hasher, obs.client) {
-                (Some(hasher), Some(addr)) => Some(hasher.hash(addr.ip())),
-                _ => None,
-            };
-            let table = &mut self.table;
-            self.extractor.extract(
-                &obs.response,
-                obs.bailiwick.as_deref(),
+            record_observation(
+                &mut self.extractor,
+                &mut self.table,
                 &mut self.totals,
-                |key| table.observe_from(key, time, client),
+                self.client_hasher.as_ref(),
+                obs,
             );
             if self.table.is_full() {
                 self.send(PartKind::Early);

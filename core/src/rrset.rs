@@ -43,6 +43,18 @@ pub struct ExtractStats {
 }
 
 impl ExtractStats {
+    /// Records dropped by the privacy stage, whatever the reason.
+    pub fn private_dropped(&self) -> u64 {
+        self.private_address + self.private_name
+    }
+
+    /// Good records that passed the bailiwick check and the privacy stage.
+    pub fn records_kept(&self) -> u64 {
+        self.records
+            .saturating_sub(self.out_of_bailiwick)
+            .saturating_sub(self.private_dropped())
+    }
+
     /// Adds another set of counters to this one.
     pub fn add(&mut self, other: &ExtractStats) {
         self.messages += other.messages;

@@ -16,10 +16,9 @@
 //! taken (and dropped, or with `--flush` written as COF) when it is full. No threads, channels or
 //! sockets: their cost is not what this measures.
 
-use std::time::UNIX_EPOCH;
-
 use dnsensor_core::cof::CofEncoder;
 use dnsensor_core::dedup::DedupTable;
+use dnsensor_core::pipeline::record_observation;
 use dnsensor_core::privacy::{PrivacyConfig, PrivacyFilter};
 use dnsensor_core::rrset::{ExtractStats, Extractor, KeyView};
 use dnsensor_core::Observation;
@@ -96,17 +95,12 @@ impl Work {
     #[inline(never)]
     fn process(&mut self, batch: Vec<Observation>) {
         for obs in &batch {
-            let time = obs
-                .time
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let table = &mut self.table;
-            self.extractor.extract(
-                &obs.response,
-                obs.bailiwick.as_deref(),
+            record_observation(
+                &mut self.extractor,
+                &mut self.table,
                 &mut self.totals,
-                |key| table.observe_from(key, time, None),
+                None,
+                obs,
             );
             if self.table.is_full() {
                 let full = self.table.take();

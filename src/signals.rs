@@ -1,0 +1,45 @@
+//! Stopping on SIGTERM or SIGINT: every mode flushes what it holds and exits cleanly.
+//! An async wait for tokio-based modes, and a flag-setting watcher thread for the capture loop.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Resolves at the first SIGTERM or SIGINT, and logs which one arrived.
+pub async fn wait_for_stop() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        log::error!("cannot install signal handlers; stop with SIGKILL loses the open window");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => log::info!("SIGTERM: stopping"),
+        _ = int.recv() => log::info!("SIGINT: stopping"),
+    }
+}
+
+/// Sets `stop` at the first SIGTERM or SIGINT, from a thread of its own, for loops that poll a
+/// flag instead of awaiting.
+pub fn set_on_stop(stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("dnsensor-signals".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(rt) => rt.block_on(wait_for_stop()),
+                Err(e) => {
+                    log::error!("cannot watch for signals: {e}");
+                    return;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot watch for signals: {e}");
+    }
+}
