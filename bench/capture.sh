@@ -86,22 +86,8 @@ log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
 # ---------------------------------------------------------------------------------------------
 install_deps() {
     local packages=(nsd unbound dnsperf tcpdump tcpreplay libpcap-dev bind9-dnsutils time procps gcc libc6-dev)
-    local missing=() p policy=/usr/sbin/policy-rc.d created=0
     [ $PERF -eq 0 ] || command -v perf >/dev/null || packages+=(linux-perf)
-    for p in "${packages[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        log "installing: ${missing[*]}"
-        # policy-rc.d exit 101: the packages' own nsd/unbound services are not started (they
-        # would take port 53).
-        if [ ! -e "$policy" ]; then
-            printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; created=1
-        fi
-        DEBIAN_FRONTEND=noninteractive apt-get update -q
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-        if [ $created -eq 1 ]; then rm -f "$policy"; fi
-    fi
+    bash "$REPO/scripts/install-deps.sh" "${packages[@]}"
 }
 install_deps
 
@@ -118,26 +104,12 @@ BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/dnsensor"
 # ---------------------------------------------------------------------------------------------
 # shellcheck source=bench/world.sh
 source "$REPO/bench/world.sh"
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
 TMP=$(mktemp -d -t dnsensor-capbench.XXXXXX)
 world_init "$W" "$TMP"
 PIDS=()
-cleanup() {
-    local p
-    set +e
-    for p in "${PIDS[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            pkill -TERM -P "$p" 2>/dev/null || true   # the child of /usr/bin/time, if any
-            kill -TERM "$p" 2>/dev/null || true
-        fi
-    done
-    world_stop
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$p" 2>/dev/null && { pkill -KILL -P "$p" 2>/dev/null || true; kill -KILL "$p" 2>/dev/null || true; }
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 # count_packets FILE: the packet count, by the C loop.

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that the tests, the demo and the benchmarks talk to.
+# Installs the Debian packages that the tests and the demo talk to, or, given package names as
+# arguments, those (the benchmarks pass their own lists).
 # Daemons are installed without being started, so they never take port 53 from the tests.
 set -euo pipefail
 
 packages=(nsd unbound bind9 bind9-dnsutils fstrm-bin dnstap-ldns dnsperf ldnsutils procps libpcap-dev tcpreplay tshark tcpdump)
+[ $# -eq 0 ] || packages=("$@")
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
