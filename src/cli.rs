@@ -20,6 +20,8 @@ pub enum Command {
     Dnstap(Box<DnstapArgs>),
     /// Tap a mirror port or read capture files with libpcap.
     Capture(Box<CaptureArgs>),
+    /// Forward clients' queries to upstream resolvers, byte for byte, recording every answer.
+    Proxy(Box<ProxyArgs>),
     /// Check a configuration file and report every problem with its key and line.
     CheckConfig(CheckConfigArgs),
     /// Write a new collector key pair: collector.key (mode 0600) and collector.pub.
@@ -151,6 +153,47 @@ pub struct CaptureArgs {
     #[arg(long)]
     pub client_responses: bool,
     /// After opening the capture, drop privileges to this user (and its group).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+}
+
+/// `dnsensor proxy`.
+#[derive(Debug, Args, Default)]
+pub struct ProxyArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Address to serve on, UDP and TCP, as ADDR:PORT (port 53 if left out). Repeatable.
+    /// Default: 127.0.0.1:53 and [::1]:53.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Vec<String>,
+    /// Upstream resolver as ADDR:PORT (port 53 if left out). Repeatable; the order is the order
+    /// of preference. Default: the name servers in /etc/resolv.conf.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub upstream: Vec<String>,
+    /// Network allowed to query, as ADDR/LEN. Repeatable. Others get REFUSED.
+    /// Default: 127.0.0.0/8 and ::1/128.
+    #[arg(long, value_name = "ADDR/LEN")]
+    pub allow: Vec<String>,
+    /// Milliseconds one upstream has to answer before the next one is tried. Default: 1000.
+    #[arg(long, value_name = "MS")]
+    pub upstream_timeout: Option<u64>,
+    /// Milliseconds a client query may take in all before the client gets SERVFAIL.
+    /// Default: 2000.
+    #[arg(long, value_name = "MS")]
+    pub query_timeout: Option<u64>,
+    /// Milliseconds between health checks of each upstream. Default: 1000.
+    #[arg(long, value_name = "MS")]
+    pub health_interval: Option<u64>,
+    /// TCP client connections served at once; more are closed and counted. Default: 1024.
+    #[arg(long, value_name = "N")]
+    pub max_tcp_connections: Option<usize>,
+    /// Seconds a TCP connection may stay without a new query. Default: 10.
+    #[arg(long, value_name = "SECS")]
+    pub tcp_idle_timeout: Option<u64>,
+    /// Seconds a TCP connection may last in all. Default: 120.
+    #[arg(long, value_name = "SECS")]
+    pub tcp_lifetime: Option<u64>,
+    /// After binding the listeners, drop privileges to this user (and its group).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use dnsensor_core::privacy::{PrivacyConfig, PrivacyFilter};
 
-use crate::cli::{CaptureArgs, CollectorArgs, CommonArgs, DnstapArgs};
+use crate::cli::{CaptureArgs, CollectorArgs, CommonArgs, DnstapArgs, ProxyArgs};
 
 /// The file as written. Unknown keys are errors, so a typo never silently falls back to a default.
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +41,24 @@ pub struct FileConfig {
     pub collector: CollectorSection,
     #[serde(default)]
     pub capture: CaptureSection,
+    #[serde(default)]
+    pub proxy: ProxySection,
+}
+
+/// The `[proxy]` table.
+#[derive(Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProxySection {
+    pub listen: Option<Vec<String>>,
+    pub upstream: Option<Vec<String>>,
+    pub allow: Option<Vec<String>>,
+    pub upstream_timeout: Option<u64>,
+    pub query_timeout: Option<u64>,
+    pub health_interval: Option<u64>,
+    pub max_tcp_connections: Option<usize>,
+    pub tcp_idle_timeout: Option<u64>,
+    pub tcp_lifetime: Option<u64>,
+    pub user: Option<String>,
 }
 
 /// The `[capture]` table, read by `dnsensor capture`.
@@ -615,6 +633,139 @@ pub fn capture(args: &CaptureArgs, file: &FileConfig) -> Result<CaptureSettings,
     })
 }
 
+/// `dnsensor proxy` settings.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub common: Common,
+    pub options: dnsensor_proxy::Options,
+    /// True when the upstreams came from /etc/resolv.conf.
+    pub system_upstreams: bool,
+    pub user: Option<String>,
+}
+
+/// `ADDR:PORT`, or a bare address meaning port 53; IPv6 with a port needs brackets.
+fn parse_socket_addr(key: &str, s: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    let s = s.trim();
+    if let Ok(a) = s.parse::<std::net::SocketAddr>() {
+        return Ok(a);
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .map_err(|_| ConfigError(format!("{key}: `{s}` is not ADDR:PORT or an address")))
+}
+
+fn millis(
+    key: &str,
+    value: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
+    if !range.contains(&value) {
+        return err(format!(
+            "{key}: {value} ms is out of range {}..={}",
+            range.start(),
+            range.end()
+        ));
+    }
+    Ok(Duration::from_millis(value))
+}
+
+pub fn proxy(args: &ProxyArgs, file: &FileConfig) -> Result<ProxySettings, ConfigError> {
+    let common = common(&args.common, file)?;
+    let p = &file.proxy;
+    let mut listen_text = flag_or_file(&args.listen, &p.listen);
+    if listen_text.is_empty() {
+        listen_text = vec!["127.0.0.1:53".into(), "[::1]:53".into()];
+    }
+    let listen = listen_text
+        .iter()
+        .map(|l| parse_socket_addr("listen", l))
+        .collect::<Result<Vec<_>, _>>()?;
+    let upstream_text = flag_or_file(&args.upstream, &p.upstream);
+    let system_upstreams = upstream_text.is_empty();
+    let upstreams = if system_upstreams {
+        let conf = std::fs::read("/etc/resolv.conf").map_err(|e| {
+            ConfigError(format!(
+                "upstream: none given and /etc/resolv.conf is unreadable: {}",
+                dnsensor_core::describe_io_error(&e)
+            ))
+        })?;
+        dnsensor_proxy::system_upstreams(&conf)
+            .map_err(|e| ConfigError(format!("upstream: {e}")))?
+    } else {
+        upstream_text
+            .iter()
+            .map(|u| parse_socket_addr("upstream", u))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    if upstreams.len() > dnsensor_proxy::MAX_UPSTREAMS {
+        return err(format!(
+            "upstream: at most {} upstreams, not {}",
+            dnsensor_proxy::MAX_UPSTREAMS,
+            upstreams.len()
+        ));
+    }
+    let allow = flag_or_file(&args.allow, &p.allow)
+        .iter()
+        .map(|a| dnsensor_proxy::Acl::parse_net(a).map_err(|e| ConfigError(format!("allow: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let upstream_timeout = millis(
+        "upstream-timeout",
+        args.upstream_timeout.or(p.upstream_timeout).unwrap_or(1000),
+        10..=60_000,
+    )?;
+    let query_timeout = millis(
+        "query-timeout",
+        args.query_timeout.or(p.query_timeout).unwrap_or(2000),
+        10..=60_000,
+    )?;
+    let health_interval = millis(
+        "health-interval",
+        args.health_interval.or(p.health_interval).unwrap_or(1000),
+        100..=3_600_000,
+    )?;
+    let max_tcp_connections = args
+        .max_tcp_connections
+        .or(p.max_tcp_connections)
+        .unwrap_or(1024);
+    if !(1..=65_536).contains(&max_tcp_connections) {
+        return err(format!(
+            "max-tcp-connections: {max_tcp_connections} is out of range 1..=65536"
+        ));
+    }
+    let tcp_idle_timeout = args.tcp_idle_timeout.or(p.tcp_idle_timeout).unwrap_or(10);
+    if !(1..=3600).contains(&tcp_idle_timeout) {
+        return err(format!(
+            "tcp-idle-timeout: {tcp_idle_timeout} s is out of range 1..=3600"
+        ));
+    }
+    let tcp_lifetime = args.tcp_lifetime.or(p.tcp_lifetime).unwrap_or(120);
+    if !(1..=86_400).contains(&tcp_lifetime) {
+        return err(format!(
+            "tcp-lifetime: {tcp_lifetime} s is out of range 1..=86400"
+        ));
+    }
+    let user = args.user.clone().or_else(|| p.user.clone());
+    if user.as_deref().is_some_and(str::is_empty) {
+        return err("user: must not be empty");
+    }
+    Ok(ProxySettings {
+        common,
+        options: dnsensor_proxy::Options {
+            listen,
+            upstreams,
+            acl: dnsensor_proxy::Acl::new(allow),
+            upstream_timeout,
+            query_timeout,
+            health_interval,
+            max_tcp_connections,
+            tcp_idle_timeout: Duration::from_secs(tcp_idle_timeout),
+            tcp_lifetime: Duration::from_secs(tcp_lifetime),
+        },
+        system_upstreams,
+        user,
+    })
+}
+
 /// Checks a whole file as `check-config` does: every section, with no flags. Sockets are not
 /// bound (the daemon may be running), but a unix socket's directory must exist.
 pub fn check(file: &FileConfig) -> Result<(), ConfigError> {
@@ -624,6 +775,9 @@ pub fn check(file: &FileConfig) -> Result<(), ConfigError> {
     }
     if file.capture.interface.is_some() || file.capture.read.is_some() {
         capture(&CaptureArgs::default(), file)?;
+    }
+    if file.proxy != ProxySection::default() {
+        proxy(&ProxyArgs::default(), file)?;
     }
     if file.dnstap.listen.is_some() {
         let args = DnstapArgs {

@@ -7,6 +7,7 @@ mod logging;
 mod mode_capture;
 mod mode_collector;
 mod mode_dnstap;
+mod mode_proxy;
 mod mode_tools;
 mod outlet;
 mod privileges;
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Dnstap(args) => mode_dnstap::main(*args),
         Command::Capture(args) => mode_capture::main(*args),
+        Command::Proxy(args) => mode_proxy::main(*args),
         Command::Keygen(args) => mode_tools::keygen(args),
         Command::Inspect(args) => mode_tools::inspect(args),
         Command::Collector(args) => mode_collector::main(args),

@@ -1,0 +1,424 @@
+//! UDP forwarding: client queries go out with a fresh random ID on a random socket of a rotating
+//! pool per upstream; answers come back byte for byte with only the client's ID restored.
+//!
+//! Each upstream socket is connected to its upstream, so the kernel drops datagrams from any other
+//! address and reports ICMP port-unreachable as ECONNREFUSED, which fails its queries over at once.
+//! Every socket has its own table of queries in flight, locked only by its receive task, the
+//! sending task and the sweeper; nothing on the path waits for the pipeline.
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use dnsensor_core::pipeline::Batcher;
+use dnsensor_core::{Observation, Segment, Transport};
+use tokio::net::UdpSocket;
+use tokio::sync::Notify;
+
+use crate::message::{self, Rcode};
+use crate::upstream::Tried;
+use crate::Shared;
+
+/// Sockets per upstream. With a random one per query, a spoofer must guess the port among
+/// these as well as the 16-bit ID.
+const SOCKETS_PER_UPSTREAM: usize = 16;
+
+/// How often one socket of each pool is replaced by a new one on a new kernel-chosen port,
+/// so no source port lives longer than `SOCKETS_PER_UPSTREAM` of these.
+const ROTATE_EVERY: Duration = Duration::from_secs(1);
+
+/// How often queries in flight are checked for timeouts: the granularity of failover and of
+/// the SERVFAIL deadline.
+const SWEEP_EVERY: Duration = Duration::from_millis(25);
+
+/// The largest datagram.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// A client query on its way to an upstream.
+struct Pending {
+    client: SocketAddr,
+    listener: usize,
+    client_id: u16,
+    /// The client's query; its ID is the upstream ID of the current try.
+    query: Vec<u8>,
+    started: Instant,
+    try_deadline: Instant,
+    tried: Tried,
+}
+
+type PendingTable = hashbrown::HashMap<u16, Pending, foldhash::fast::RandomState>;
+
+/// One socket towards one upstream.
+struct UpSocket {
+    sock: UdpSocket,
+    upstream: usize,
+    pending: Mutex<PendingTable>,
+    /// Tells a retired socket's receive task to end.
+    stop: Notify,
+}
+
+/// A socket the sweeper looks after; `retired` is when it left its pool.
+struct Tracked {
+    socket: Arc<UpSocket>,
+    retired: Option<Instant>,
+}
+
+/// The UDP side of the proxy.
+pub(crate) struct Udp {
+    shared: Arc<Shared>,
+    listeners: Vec<Arc<UdpSocket>>,
+    /// One pool of sockets per upstream, in upstream order.
+    pools: Vec<Vec<RwLock<Arc<UpSocket>>>>,
+    /// Every upstream socket whose queries may still be in flight, for the sweeper.
+    tracked: Mutex<Vec<Tracked>>,
+}
+
+/// The wildcard address of `addr`'s family, port 0: the kernel picks a random free port.
+pub(crate) fn unspecified(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    }
+}
+
+impl Udp {
+    /// Opens the upstream sockets and starts every task: one per listener, one per upstream
+    /// socket, and the sweeper. Must run inside the runtime.
+    pub(crate) fn start(
+        shared: Arc<Shared>,
+        listeners: Vec<StdUdpSocket>,
+    ) -> std::io::Result<Arc<Udp>> {
+        let listeners = listeners
+            .into_iter()
+            .map(|s| UdpSocket::from_std(s).map(Arc::new))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut pools = Vec::with_capacity(shared.upstreams.len());
+        let mut fresh = Vec::new();
+        for u in 0..shared.upstreams.len() {
+            let mut pool = Vec::with_capacity(SOCKETS_PER_UPSTREAM);
+            for _ in 0..SOCKETS_PER_UPSTREAM {
+                let s = Arc::new(open_upstream_socket(&shared, u)?);
+                fresh.push(s.clone());
+                pool.push(RwLock::new(s));
+            }
+            pools.push(pool);
+        }
+        let udp = Arc::new(Udp {
+            shared,
+            listeners,
+            pools,
+            tracked: Mutex::new(Vec::new()),
+        });
+        for s in fresh {
+            udp.track(s);
+        }
+        for i in 0..udp.listeners.len() {
+            let udp = udp.clone();
+            tokio::spawn(async move { udp.serve_listener(i).await });
+        }
+        let sweeper = udp.clone();
+        tokio::spawn(async move { sweeper.maintain().await });
+        Ok(udp)
+    }
+
+    /// Starts the receive task of a new upstream socket and hands it to the sweeper.
+    fn track(self: &Arc<Self>, socket: Arc<UpSocket>) {
+        let udp = self.clone();
+        let s = socket.clone();
+        tokio::spawn(async move { udp.receive_answers(s).await });
+        self.tracked.lock().expect("tracked").push(Tracked {
+            socket,
+            retired: None,
+        });
+    }
+
+    async fn serve_listener(self: Arc<Self>, index: usize) {
+        let sock = self.listeners[index].clone();
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            match sock.try_recv_from(&mut buf) {
+                Ok((n, client)) => self.on_query(index, &buf[..n], client),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if let Err(e) = sock.readable().await {
+                        log::error!("proxy: UDP listener {index}: {e}; it stops");
+                        return;
+                    }
+                }
+                // Errors queued by the kernel for an earlier send_to (a client port gone):
+                // nothing to do for the socket.
+                Err(_) => self.shared.stats.count(&self.shared.stats.dropped),
+            }
+        }
+    }
+
+    fn on_query(&self, listener: usize, query: &[u8], client: SocketAddr) {
+        let stats = &self.shared.stats;
+        let Some(client_id) = message::id(query) else {
+            stats.count(&stats.dropped);
+            return;
+        };
+        // A response sent to the proxy is never answered: that would make it a reflector.
+        if message::is_response(query) {
+            stats.count(&stats.dropped);
+            return;
+        }
+        if !self.shared.acl.allows(client.ip()) {
+            stats.count(&stats.refused);
+            let mut out = Vec::with_capacity(query.len());
+            message::error_answer(query, Rcode::Refused, &mut out);
+            let _ = self.listeners[listener].try_send_to(&out, client);
+            return;
+        }
+        stats.count(&stats.queries);
+        let now = Instant::now();
+        self.send_upstream(
+            Pending {
+                client,
+                listener,
+                client_id,
+                query: query.to_vec(),
+                started: now,
+                try_deadline: now,
+                tried: 0,
+            },
+            now,
+        );
+    }
+
+    /// Sends a query to the next upstream in order (failing over past refusing ones), or
+    /// answers SERVFAIL once the query's deadline has passed or no upstream would take it.
+    fn send_upstream(&self, mut p: Pending, now: Instant) {
+        let shared = &*self.shared;
+        let deadline = p.started + shared.query_timeout;
+        for _ in 0..=shared.upstreams.len() {
+            if now >= deadline {
+                break;
+            }
+            let u = shared.upstreams.choose(p.tried);
+            p.tried |= 1 << u;
+            p.try_deadline = (now + shared.upstream_timeout).min(deadline);
+            let pool = &self.pools[u];
+            let socket = pool[rand::random_range(0..pool.len())]
+                .read()
+                .expect("pool")
+                .clone();
+            let mut pending = socket.pending.lock().expect("pending");
+            let Some(id) = free_id(&pending) else {
+                // Tens of thousands in flight on one socket: the upstream is not answering.
+                drop(pending);
+                shared.stats.count(&shared.stats.dropped);
+                return;
+            };
+            message::set_id(&mut p.query, id);
+            match socket.sock.try_send(&p.query) {
+                Ok(_) => {
+                    pending.insert(id, p);
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                    drop(pending);
+                    shared.upstreams.refused(u);
+                }
+                Err(e) => {
+                    // A full send buffer: drop the query rather than wait; the client retries.
+                    drop(pending);
+                    log::debug!(
+                        "proxy: send to upstream {}: {e}",
+                        shared.upstreams.get(u).addr
+                    );
+                    shared.stats.count(&shared.stats.dropped);
+                    return;
+                }
+            }
+        }
+        self.servfail(&p);
+    }
+
+    fn servfail(&self, p: &Pending) {
+        let mut out = Vec::with_capacity(p.query.len());
+        message::error_answer(&p.query, Rcode::ServFail, &mut out);
+        if out.is_empty() {
+            return;
+        }
+        message::set_id(&mut out, p.client_id);
+        self.shared.stats.count(&self.shared.stats.servfail);
+        let _ = self.listeners[p.listener].try_send_to(&out, p.client);
+    }
+
+    async fn receive_answers(self: Arc<Self>, socket: Arc<UpSocket>) {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut batcher = self.shared.handoff.batcher();
+        loop {
+            match socket.sock.try_recv(&mut buf) {
+                Ok(n) => self.on_answer(&socket, &mut buf[..n], &mut batcher),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    batcher.flush();
+                    tokio::select! {
+                        ready = socket.sock.readable() => if let Err(e) = ready {
+                            log::error!("proxy: upstream socket: {e}");
+                            return;
+                        },
+                        _ = socket.stop.notified() => return,
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                    self.shared.upstreams.refused(socket.upstream);
+                    self.fail_over_all(&socket);
+                }
+                Err(e) => log::debug!("proxy: upstream socket: {e}"),
+            }
+        }
+    }
+
+    fn on_answer(&self, socket: &UpSocket, answer: &mut [u8], batcher: &mut Batcher) {
+        let shared = &*self.shared;
+        let stats = &shared.stats;
+        let p = match message::id(answer) {
+            Some(id) if message::is_response(answer) => {
+                let mut pending = socket.pending.lock().expect("pending");
+                match pending.get(&id) {
+                    Some(p) if message::same_question(&p.query, answer) => pending.remove(&id),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let Some(p) = p else {
+            // Late (after a timeout), duplicated or forged: the matching query is not waiting.
+            stats.count(&stats.mismatched);
+            return;
+        };
+        shared.upstreams.answered(socket.upstream);
+        message::set_id(answer, p.client_id);
+        match self.listeners[p.listener].try_send_to(answer, p.client) {
+            Ok(_) => stats.count(&stats.answered),
+            Err(_) => stats.count(&stats.dropped),
+        }
+        batcher.push(Observation {
+            time: SystemTime::now(),
+            response: Bytes::copy_from_slice(answer),
+            server: Some(shared.upstreams.get(socket.upstream).addr),
+            client: Some(p.client),
+            transport: Transport::Udp,
+            segment: Segment::Forwarder,
+            bailiwick: None,
+            query: Some(Bytes::from(p.query)),
+        });
+    }
+
+    /// The upstream refused: every query waiting on this socket tries the next upstream now.
+    fn fail_over_all(&self, socket: &UpSocket) {
+        let waiting: Vec<Pending> = {
+            let mut pending = socket.pending.lock().expect("pending");
+            pending.drain().map(|(_, p)| p).collect()
+        };
+        let now = Instant::now();
+        for p in waiting {
+            self.send_upstream(p, now);
+        }
+    }
+
+    /// The sweeper: times out queries (failing them over or answering SERVFAIL), rotates one
+    /// socket per pool every `ROTATE_EVERY`, and closes retired sockets once they are idle.
+    async fn maintain(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_rotation = Instant::now() + ROTATE_EVERY;
+        let mut rotation = 0usize;
+        loop {
+            tick.tick().await;
+            let now = Instant::now();
+            self.sweep(now);
+            if now >= next_rotation {
+                next_rotation = now + ROTATE_EVERY;
+                self.rotate(rotation % SOCKETS_PER_UPSTREAM, now);
+                rotation += 1;
+            }
+        }
+    }
+
+    fn sweep(&self, now: Instant) {
+        let sockets: Vec<Arc<UpSocket>> = {
+            let mut tracked = self.tracked.lock().expect("tracked");
+            // A retired socket is kept until every query it carried has been answered or has
+            // passed its deadline (and been failed over or answered SERVFAIL).
+            let grace = self.shared.query_timeout + SWEEP_EVERY;
+            tracked.retain(|t| match t.retired {
+                Some(at)
+                    if now >= at + grace
+                        || t.socket.pending.lock().expect("pending").is_empty() =>
+                {
+                    t.socket.stop.notify_one();
+                    false
+                }
+                _ => true,
+            });
+            tracked.iter().map(|t| t.socket.clone()).collect()
+        };
+        for socket in sockets {
+            let expired: Vec<Pending> = {
+                let mut pending = socket.pending.lock().expect("pending");
+                if pending.is_empty() {
+                    continue;
+                }
+                pending
+                    .extract_if(|_, p| p.try_deadline <= now)
+                    .map(|(_, p)| p)
+                    .collect()
+            };
+            for p in expired {
+                self.shared
+                    .stats
+                    .count(&self.shared.stats.upstream_timeouts);
+                self.shared.upstreams.timed_out(socket.upstream);
+                self.send_upstream(p, now);
+            }
+        }
+    }
+
+    /// Replaces socket `slot` of every pool with one on a new port.
+    fn rotate(self: &Arc<Self>, slot: usize, now: Instant) {
+        for (u, pool) in self.pools.iter().enumerate() {
+            let fresh = match open_upstream_socket(&self.shared, u) {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    log::warn!(
+                        "proxy: cannot open a new upstream socket: {e}; keeping the old one"
+                    );
+                    continue;
+                }
+            };
+            let old = std::mem::replace(&mut *pool[slot].write().expect("pool"), fresh.clone());
+            {
+                let mut tracked = self.tracked.lock().expect("tracked");
+                if let Some(t) = tracked.iter_mut().find(|t| Arc::ptr_eq(&t.socket, &old)) {
+                    t.retired = Some(now);
+                }
+            }
+            self.track(fresh);
+        }
+    }
+}
+
+/// A random ID not in use on this socket, if one turns up in a few draws.
+fn free_id(pending: &PendingTable) -> Option<u16> {
+    (0..16)
+        .map(|_| rand::random::<u16>())
+        .find(|id| !pending.contains_key(id))
+}
+
+/// A new socket connected to upstream `u`, on a port the kernel picks at random.
+fn open_upstream_socket(shared: &Shared, u: usize) -> std::io::Result<UpSocket> {
+    let addr = shared.upstreams.get(u).addr;
+    let sock = StdUdpSocket::bind(unspecified(addr))?;
+    sock.connect(addr)?;
+    sock.set_nonblocking(true)?;
+    Ok(UpSocket {
+        sock: UdpSocket::from_std(sock)?,
+        upstream: u,
+        pending: Mutex::new(PendingTable::default()),
+        stop: Notify::new(),
+    })
+}
