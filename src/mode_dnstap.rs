@@ -28,14 +28,9 @@ pub fn main(args: DnstapArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail(1, e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("dnsensor-io")
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::signals::io_runtime("dnsensor-io", 2) {
         Ok(r) => r,
-        Err(e) => return fail(1, format!("cannot start the runtime: {e}")),
+        Err(e) => return fail(1, e),
     };
     let options = dnsensor_dnstap::Options {
         listen: settings.listen.clone(),
@@ -54,14 +49,8 @@ pub fn main(args: DnstapArgs) -> ExitCode {
     log_privacy(&settings.common);
     let stats = server.stats();
     let handoff = pipeline.handoff();
-    let served = runtime.block_on(async move {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            crate::signals::wait_for_stop().await;
-            let _ = stop_tx.send(true);
-        });
-        server.run(handoff, stop_rx).await
-    });
+    let served =
+        crate::signals::serve_until_stopped(&runtime, move |stop| server.run(handoff, stop));
     if let Err(e) = served {
         log::error!("dnstap: {e}");
     }

@@ -42,14 +42,9 @@ pub fn main(args: ProxyArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail(1, e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("dnsensor-proxy")
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::signals::io_runtime("dnsensor-proxy", 2) {
         Ok(r) => r,
-        Err(e) => return fail(1, format!("cannot start the runtime: {e}")),
+        Err(e) => return fail(1, e),
     };
     let pipeline = match Pipeline::start(pipeline_config(&settings.common), outlet.sink) {
         Ok(p) => p,
@@ -58,14 +53,8 @@ pub fn main(args: ProxyArgs) -> ExitCode {
     log_privacy(&settings.common);
     let stats = bound.stats();
     let handoff = pipeline.handoff();
-    let served = runtime.block_on(async move {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            crate::signals::wait_for_stop().await;
-            let _ = stop_tx.send(true);
-        });
-        bound.run(handoff, stop_rx).await
-    });
+    let served =
+        crate::signals::serve_until_stopped(&runtime, move |stop| bound.run(handoff, stop));
     let code = match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -21,6 +21,31 @@ pub async fn wait_for_stop() {
     }
 }
 
+/// A multi-threaded runtime of `threads` workers for a mode's sockets.
+pub fn io_runtime(name: &str, threads: usize) -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+/// Runs `serve` on `runtime` with a stop flag that turns true at the first SIGTERM or SIGINT.
+pub fn serve_until_stopped<F: std::future::Future>(
+    runtime: &tokio::runtime::Runtime,
+    serve: impl FnOnce(tokio::sync::watch::Receiver<bool>) -> F,
+) -> F::Output {
+    runtime.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_stop().await;
+            let _ = stop_tx.send(true);
+        });
+        serve(stop_rx).await
+    })
+}
+
 /// Sets `stop` at the first SIGTERM or SIGINT, from a thread of its own, for loops that poll a
 /// flag instead of awaiting.
 pub fn set_on_stop(stop: Arc<AtomicBool>) {
