@@ -202,6 +202,7 @@ impl Pipeline {
         }
         drop(part_tx);
         let flusher_stats = Arc::new(FlusherStats::default());
+        let handoff = Handoff::new(senders, BATCH_MAX);
         let flusher = Flusher {
             parts: part_rx,
             controls: controls.clone(),
@@ -217,12 +218,14 @@ impl Pipeline {
             buf: Vec::new(),
             client_counts: config.client_counts,
             client_key_since: Instant::now(),
+            handoff: handoff.clone(),
+            shed_logged: 0,
         };
         let flusher = std::thread::Builder::new()
             .name("dnsensor-flusher".into())
             .spawn(move || flusher.run())?;
         Ok(Pipeline {
-            handoff: Handoff::new(senders, BATCH_MAX),
+            handoff,
             controls,
             workers: handles,
             flusher: Some(flusher),
@@ -385,12 +388,28 @@ struct Flusher {
     buf: Vec<u8>,
     client_counts: bool,
     client_key_since: Instant,
+    /// For the warning at each window that sheds: counted here, logged once per window.
+    handoff: Handoff,
+    shed_logged: u64,
 }
 
 /// Lines per sink write, so a huge window never becomes one huge buffer.
 const LINES_PER_WRITE: usize = 10_000;
 
 impl Flusher {
+    /// One warning per window in which sources shed observations, so an operator sees the
+    /// pipeline falling behind without a line per packet.
+    fn warn_if_shed(&mut self) {
+        let shed = self.handoff.shed();
+        if shed > self.shed_logged {
+            log::warn!(
+                "pipeline behind: {} observations shed in the last window ({shed} in all); raise --queue-depth or --workers",
+                shed - self.shed_logged
+            );
+            self.shed_logged = shed;
+        }
+    }
+
     fn run(mut self) {
         let ticker = crossbeam_channel::tick(self.window);
         let workers = self.controls.len();
@@ -404,6 +423,7 @@ impl Flusher {
         loop {
             select! {
                 recv(ticker) -> _ => {
+                    self.warn_if_shed();
                     // A flush still being answered is not doubled up.
                     if awaiting == 0 && finals == 0 {
                         let new_key = self.next_client_key();
