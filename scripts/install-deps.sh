@@ -4,7 +4,7 @@
 # Daemons are installed without being started, so they never take port 53 from the tests.
 set -euo pipefail
 
-packages=(nsd unbound bind9 bind9-dnsutils fstrm-bin dnstap-ldns dnsperf ldnsutils procps libpcap-dev tcpreplay tshark tcpdump)
+packages=(nsd unbound bind9 bind9-dnsutils knot-dnsutils fstrm-bin dnstap-ldns dnsperf ldnsutils procps libpcap-dev tcpreplay tshark tcpdump)
 [ $# -eq 0 ] || packages=("$@")
 missing=()
 for p in "${packages[@]}"; do

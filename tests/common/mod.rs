@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod expect;
+pub mod proxy;
 pub mod wire;
 
 use std::collections::BTreeMap;
