@@ -33,6 +33,9 @@ const ROTATE_EVERY: Duration = Duration::from_secs(1);
 /// the SERVFAIL deadline.
 const SWEEP_EVERY: Duration = Duration::from_millis(25);
 
+/// Kernel receive buffer asked for on each upstream socket.
+const UPSTREAM_RECV_BUFFER: usize = 1 << 20;
+
 /// The largest datagram.
 const MAX_DATAGRAM: usize = 65_535;
 
@@ -411,10 +414,16 @@ fn free_id(pending: &PendingTable) -> Option<u16> {
 
 /// A new socket connected to upstream `u`, on a port the kernel picks at random.
 fn open_upstream_socket(shared: &Shared, u: usize) -> std::io::Result<UpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
     let addr = shared.upstreams.get(u).addr;
-    let sock = StdUdpSocket::bind(unspecified(addr))?;
-    sock.connect(addr)?;
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort, capped by net.core.rmem_max: a burst of answers must not overflow the
+    // default buffer while the receive task is busy.
+    let _ = sock.set_recv_buffer_size(UPSTREAM_RECV_BUFFER);
+    sock.bind(&unspecified(addr).into())?;
+    sock.connect(&addr.into())?;
     sock.set_nonblocking(true)?;
+    let sock: StdUdpSocket = sock.into();
     Ok(UpSocket {
         sock: UdpSocket::from_std(sock)?,
         upstream: u,
