@@ -30,6 +30,9 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Run the reference collector: receive sealed batches, store them in SQLite, answer queries.
     Collector(CollectorArgs),
+    /// Write the man page dnsensor.8 and the bash, zsh and fish completions (for packaging).
+    #[command(hide = true)]
+    GenerateDocs(GenerateDocsArgs),
 }
 
 /// Flags every recording mode shares. Each overrides the key of the same name in `--config`.
@@ -193,6 +196,10 @@ pub struct ProxyArgs {
     /// Seconds a TCP connection may last in all. Default: 120.
     #[arg(long, value_name = "SECS")]
     pub tcp_lifetime: Option<u64>,
+    /// Threads that forward queries. 1 serves everything from one thread, the cheapest per
+    /// query; more spread the work over cores. Default: 1.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// After binding the listeners, drop privileges to this user (and its group).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
@@ -244,6 +251,14 @@ pub struct CollectorArgs {
     /// error, warn, info, debug or trace. Default: info.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+}
+
+/// `dnsensor generate-docs` (hidden): what the packages install, made from this definition.
+#[derive(Debug, Args)]
+pub struct GenerateDocsArgs {
+    /// Directory to write dnsensor.8, dnsensor.bash, _dnsensor and dnsensor.fish into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// `dnsensor check-config`.

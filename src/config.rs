@@ -58,6 +58,7 @@ pub struct ProxySection {
     pub max_tcp_connections: Option<usize>,
     pub tcp_idle_timeout: Option<u64>,
     pub tcp_lifetime: Option<u64>,
+    pub threads: Option<usize>,
     pub user: Option<String>,
 }
 
@@ -640,6 +641,8 @@ pub struct ProxySettings {
     pub options: dnsensor_proxy::Options,
     /// True when the upstreams came from /etc/resolv.conf.
     pub system_upstreams: bool,
+    /// Runtime threads for forwarding.
+    pub threads: usize,
     pub user: Option<String>,
 }
 
@@ -744,6 +747,10 @@ pub fn proxy(args: &ProxyArgs, file: &FileConfig) -> Result<ProxySettings, Confi
             "tcp-lifetime: {tcp_lifetime} s is out of range 1..=86400"
         ));
     }
+    let threads = args.threads.or(p.threads).unwrap_or(1);
+    if !(1..=64).contains(&threads) {
+        return err(format!("threads: {threads} is out of range 1..=64"));
+    }
     let user = args.user.clone().or_else(|| p.user.clone());
     if user.as_deref().is_some_and(str::is_empty) {
         return err("user: must not be empty");
@@ -762,6 +769,7 @@ pub fn proxy(args: &ProxyArgs, file: &FileConfig) -> Result<ProxySettings, Confi
             tcp_lifetime: Duration::from_secs(tcp_lifetime),
         },
         system_upstreams,
+        threads,
         user,
     })
 }

@@ -42,7 +42,7 @@ pub fn main(args: ProxyArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail(1, e),
     };
-    let runtime = match crate::signals::io_runtime("dnsensor-proxy", 2) {
+    let runtime = match crate::signals::io_runtime("dnsensor-proxy", settings.threads) {
         Ok(r) => r,
         Err(e) => return fail(1, e),
     };

@@ -121,6 +121,11 @@ impl Batcher {
         0
     }
 
+    /// True when nothing is staged.
+    pub fn is_empty(&self) -> bool {
+        self.pending.iter().all(Vec::is_empty)
+    }
+
     /// Sends every non-empty batch. Returns how many observations were shed.
     pub fn flush(&mut self) -> u64 {
         let mut shed = 0;

@@ -33,6 +33,9 @@ const ROTATE_EVERY: Duration = Duration::from_secs(1);
 /// the SERVFAIL deadline.
 const SWEEP_EVERY: Duration = Duration::from_millis(25);
 
+/// How long an answer's observation may wait for others before it is handed to the pipeline.
+const HANDOFF_DELAY: Duration = Duration::from_millis(5);
+
 /// Kernel receive buffer asked for on each upstream socket.
 const UPSTREAM_RECV_BUFFER: usize = 1 << 20;
 
@@ -257,12 +260,22 @@ impl Udp {
             match socket.sock.try_recv(&mut buf) {
                 Ok(n) => self.on_answer(&socket, &mut buf[..n], &mut batcher),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    batcher.flush();
+                    // Observations wait up to HANDOFF_DELAY for company: a batch per answer
+                    // would wake a pipeline worker per answer at moderate rates.
+                    let linger = async {
+                        if batcher.is_empty() {
+                            std::future::pending::<()>().await;
+                        }
+                        tokio::time::sleep(HANDOFF_DELAY).await;
+                    };
                     tokio::select! {
                         ready = socket.sock.readable() => if let Err(e) = ready {
                             log::error!("proxy: upstream socket: {e}");
                             return;
                         },
+                        _ = linger => {
+                            batcher.flush();
+                        }
                         _ = socket.stop.notified() => return,
                     }
                 }
