@@ -65,8 +65,17 @@ pub fn main(args: DnstapArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// One line at start-up saying what the privacy stage will drop, so an operator can check it.
+/// One line at start-up saying what the privacy stage will drop, so an operator can check it
+/// (and, at debug level, one with the pipeline's settings).
 pub(crate) fn log_privacy(common: &Common) {
+    log::debug!(
+        "pipeline: {} worker(s), queue depth {}, window {} s, at most {} RRsets, output {:?}",
+        common.workers,
+        common.queue_depth,
+        common.window.as_secs(),
+        common.max_entries,
+        common.output,
+    );
     let p = &common.privacy;
     log::info!(
         "privacy: client addresses dropped; private addresses {}; {} extra range(s), {} extra suffix(es) (docs/privacy.md); client counts {}",

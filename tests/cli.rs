@@ -692,3 +692,38 @@ fn capture_errors_are_one_line() {
         assert_error(&run(d, &args), code, &msg);
     }
 }
+
+/// `--log-level debug` adds the pipeline's settings; `warn` leaves out every INFO line, the
+/// summary included. A stale `JOURNAL_STREAM` (not our stderr) must not swallow the log: the
+/// logger falls back to stderr. (This machine class has no journald; where stderr really is the
+/// journal, entries go there with `DNSENSOR_MODE` set.)
+#[test]
+fn log_level_selects_what_is_logged_on_stderr() {
+    let dir = TestDir::new("cli-log-level");
+    std::env::set_var("JOURNAL_STREAM", "1:2");
+    let debug_dir = dir.sub("debug");
+    let debug = Dnsensor::start_with(&debug_dir, &["--log-level", "debug"]).finish();
+    let warn_dir = dir.sub("warn");
+    let warn = Dnsensor::start_with(&warn_dir, &["--log-level", "warn"]).finish();
+    std::env::remove_var("JOURNAL_STREAM");
+    assert!(debug.status.success(), "{}", debug.stderr);
+    assert!(
+        debug
+            .stderr
+            .lines()
+            .any(|l| l.contains(" DEBUG pipeline: ") && l.contains("window 1 s")),
+        "no DEBUG pipeline line:\n{}",
+        debug.stderr
+    );
+    assert!(
+        debug.stderr.lines().any(|l| l.contains(" INFO  summary: ")),
+        "{}",
+        debug.stderr
+    );
+    assert!(warn.status.success(), "{}", warn.stderr);
+    assert!(
+        !warn.stderr.contains(" INFO ") && !warn.stderr.contains(" DEBUG "),
+        "INFO or DEBUG at --log-level warn:\n{}",
+        warn.stderr
+    );
+}
