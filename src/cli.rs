@@ -36,7 +36,7 @@ pub enum Command {
 }
 
 /// Flags every recording mode shares. Each overrides the key of the same name in `--config`.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Clone, Args, Default)]
 pub struct CommonArgs {
     /// TOML configuration file; flags override its keys.
     #[arg(long, value_name = "FILE")]
@@ -108,6 +108,10 @@ pub struct CommonArgs {
     /// Default: -3.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub zstd_level: Option<i32>,
+    /// Serve Prometheus metrics over HTTP at http://ADDR:PORT/metrics (docs/metrics.md).
+    /// Default: off.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
 }
 
 /// `dnsensor dnstap`.

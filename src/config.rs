@@ -35,6 +35,7 @@ pub struct FileConfig {
     pub upload_concurrency: Option<usize>,
     pub upload_timeout: Option<u64>,
     pub zstd_level: Option<i32>,
+    pub metrics: Option<String>,
     #[serde(default)]
     pub dnstap: DnstapSection,
     #[serde(default)]
@@ -199,6 +200,8 @@ pub struct Common {
     pub client_counts: bool,
     /// Present exactly when the output is `collector`.
     pub delivery: Option<Delivery>,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// How sealed batches reach the collector (`--output collector`), checked.
@@ -339,6 +342,14 @@ pub fn common(args: &CommonArgs, file: &FileConfig) -> Result<Common, ConfigErro
         Output::Collector => Some(delivery(args, file, sensor_id.is_some())?),
         _ => None,
     };
+    let metrics = match args.metrics.as_deref().or(file.metrics.as_deref()) {
+        Some(text) => Some(text.trim().parse().map_err(|_| {
+            ConfigError(format!(
+                "metrics: `{text}` is not ADDR:PORT, as in 127.0.0.1:9153 or [::1]:9153"
+            ))
+        })?),
+        None => None,
+    };
     Ok(Common {
         output,
         window: Duration::from_secs(window),
@@ -351,6 +362,7 @@ pub fn common(args: &CommonArgs, file: &FileConfig) -> Result<Common, ConfigErro
         privacy_filter,
         client_counts: args.client_counts || file.client_counts.unwrap_or(false),
         delivery,
+        metrics,
     })
 }
 
@@ -869,6 +881,27 @@ mod tests {
         .unwrap();
         let e = common(&CommonArgs::default(), &file).unwrap_err();
         assert!(e.0.starts_with("collector-url: "), "{}", e.0);
+    }
+
+    #[test]
+    fn metrics_address() {
+        let file = parse("metrics = \"127.0.0.1:9153\"\n").unwrap();
+        let c = common(&CommonArgs::default(), &file).unwrap();
+        assert_eq!(c.metrics, Some("127.0.0.1:9153".parse().unwrap()));
+        let args = CommonArgs {
+            metrics: Some("[::1]:9100".into()),
+            ..CommonArgs::default()
+        };
+        let c = common(&args, &file).unwrap();
+        assert_eq!(c.metrics, Some("[::1]:9100".parse().unwrap()));
+        let c = common(&CommonArgs::default(), &FileConfig::default()).unwrap();
+        assert_eq!(c.metrics, None);
+        let file = parse("metrics = \"localhost\"\n").unwrap();
+        let e = common(&CommonArgs::default(), &file).unwrap_err();
+        assert_eq!(
+            e.0,
+            "metrics: `localhost` is not ADDR:PORT, as in 127.0.0.1:9153 or [::1]:9153"
+        );
     }
 
     #[test]

@@ -4,13 +4,16 @@
 mod cli;
 mod config;
 mod logging;
+mod metrics;
 mod mode_capture;
 mod mode_collector;
 mod mode_dnstap;
+mod mode_docs;
 mod mode_proxy;
 mod mode_tools;
 mod outlet;
 mod privileges;
+mod reload;
 mod signals;
 
 use std::process::ExitCode;
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => mode_tools::keygen(args),
         Command::Inspect(args) => mode_tools::inspect(args),
         Command::Collector(args) => mode_collector::main(args),
+        Command::GenerateDocs(args) => mode_docs::main(args),
         Command::CheckConfig(args) => {
             match config::load(&args.config).and_then(|f| config::check(&f)) {
                 Ok(()) => {

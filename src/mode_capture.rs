@@ -16,6 +16,7 @@ use crate::logging;
 use crate::mode_dnstap::{log_privacy, pipeline_config};
 use crate::outlet;
 use crate::privileges;
+use crate::reload::Reloader;
 
 /// Runs the mode. Start-up errors are one line on stderr: exit code 2 for configuration, 1 when
 /// the system refuses something (the interface, a file, a user).
@@ -29,6 +30,10 @@ pub fn main(args: CaptureArgs) -> ExitCode {
         Err(e) => return fail(2, e),
     };
     logging::init(settings.common.log_level);
+    let metrics = match crate::metrics::bind_optional(settings.common.metrics) {
+        Ok(m) => m,
+        Err(e) => return fail(1, e),
+    };
     let reading_files = matches!(settings.input, CaptureInput::Files(_));
     let source = match &settings.input {
         CaptureInput::Interface(name) => Source::Live {
@@ -66,8 +71,18 @@ pub fn main(args: CaptureArgs) -> ExitCode {
         Err(e) => return fail(1, format!("cannot start the pipeline: {e}")),
     };
     log_privacy(&settings.common);
+    let mut sources = crate::metrics::Sources::new("capture", &pipeline, outlet.delivery.as_ref());
+    sources.capture = Some(capture.counters());
+    crate::metrics::serve_optional(metrics, sources);
     let stop = Arc::new(AtomicBool::new(false));
-    crate::signals::set_on_stop(stop.clone());
+    let mut reloader = Reloader::new(
+        &args.common,
+        &settings.common,
+        &file,
+        |f| format!("{:?}", f.capture),
+        pipeline.privacy_control(),
+    );
+    crate::signals::set_on_stop(stop.clone(), move || reloader.reload());
     let progress = reading_files && std::io::stderr().is_terminal();
     match &settings.input {
         CaptureInput::Interface(name) => log::info!("capture: started on {name}"),

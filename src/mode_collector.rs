@@ -57,7 +57,9 @@ pub fn main(args: CollectorArgs) -> ExitCode {
     let result = runtime.block_on(async move {
         Collector::bind(config)
             .await?
-            .serve(crate::signals::wait_for_stop())
+            .serve(crate::signals::wait_for_stop(|| {
+                log::warn!("reload: the collector reads its configuration only at start; restart it to apply changes")
+            }))
             .await
     });
     match result {

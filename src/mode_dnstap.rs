@@ -11,6 +11,7 @@ use crate::config::{self, Common};
 use crate::fail;
 use crate::logging;
 use crate::outlet;
+use crate::reload::Reloader;
 
 /// Runs the mode; errors before start-up are one line on stderr and exit code 2 (configuration)
 /// or 1 (the system refused something, such as a socket path).
@@ -24,6 +25,10 @@ pub fn main(args: DnstapArgs) -> ExitCode {
         Err(e) => return fail(2, e),
     };
     logging::init(settings.common.log_level);
+    let metrics = match crate::metrics::bind_optional(settings.common.metrics) {
+        Ok(m) => m,
+        Err(e) => return fail(1, e),
+    };
     let outlet = match outlet::open(&settings.common) {
         Ok(o) => o,
         Err(e) => return fail(1, e),
@@ -48,9 +53,22 @@ pub fn main(args: DnstapArgs) -> ExitCode {
     };
     log_privacy(&settings.common);
     let stats = server.stats();
+    let mut sources = crate::metrics::Sources::new("dnstap", &pipeline, outlet.delivery.as_ref());
+    sources.dnstap = Some(stats.clone());
+    crate::metrics::serve_optional(metrics, sources);
     let handoff = pipeline.handoff();
-    let served =
-        crate::signals::serve_until_stopped(&runtime, move |stop| server.run(handoff, stop));
+    let mut reloader = Reloader::new(
+        &args.common,
+        &settings.common,
+        &file,
+        |f| format!("{:?}", f.dnstap),
+        pipeline.privacy_control(),
+    );
+    let served = crate::signals::serve_until_stopped(
+        &runtime,
+        move || reloader.reload(),
+        move |stop| server.run(handoff, stop),
+    );
     if let Err(e) = served {
         log::error!("dnstap: {e}");
     }

@@ -13,6 +13,7 @@ use crate::logging;
 use crate::mode_dnstap::{log_privacy, pipeline_config};
 use crate::outlet;
 use crate::privileges;
+use crate::reload::Reloader;
 
 /// Runs the mode. Start-up errors are one line on stderr: exit code 2 for configuration, 1 when
 /// the system refuses something (an address in use, a user).
@@ -31,6 +32,10 @@ pub fn main(args: ProxyArgs) -> ExitCode {
     }
     let bound = match dnsensor_proxy::bind(settings.options.clone()) {
         Ok(b) => b,
+        Err(e) => return fail(1, e),
+    };
+    let metrics = match crate::metrics::bind_optional(settings.common.metrics) {
+        Ok(m) => m,
         Err(e) => return fail(1, e),
     };
     if let Some(user) = &settings.user {
@@ -52,9 +57,22 @@ pub fn main(args: ProxyArgs) -> ExitCode {
     };
     log_privacy(&settings.common);
     let stats = bound.stats();
+    let mut sources = crate::metrics::Sources::new("proxy", &pipeline, outlet.delivery.as_ref());
+    sources.proxy = Some(stats.clone());
+    crate::metrics::serve_optional(metrics, sources);
     let handoff = pipeline.handoff();
-    let served =
-        crate::signals::serve_until_stopped(&runtime, move |stop| bound.run(handoff, stop));
+    let mut reloader = Reloader::new(
+        &args.common,
+        &settings.common,
+        &file,
+        |f| format!("{:?}", f.proxy),
+        pipeline.privacy_control(),
+    );
+    let served = crate::signals::serve_until_stopped(
+        &runtime,
+        move || reloader.reload(),
+        move |stop| bound.run(handoff, stop),
+    );
     let code = match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -77,6 +77,11 @@ fn open_delivery(delivery: &Delivery, sensor_id: String) -> Result<Outlet, Strin
 }
 
 impl RunningDelivery {
+    /// The spool and the uploader's counters, for the metrics endpoint.
+    pub fn metrics_sources(&self) -> (Spool, dnsensor_delivery::UploadStatsHandle) {
+        (self.spool.clone(), self.uploader.stats_handle())
+    }
+
     /// Lets in-flight uploads finish (within a bound) and describes what was delivered, for the
     /// exit summary. Batches still in the spool are sent after the next start.
     pub fn finish(self) -> String {

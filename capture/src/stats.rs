@@ -38,6 +38,17 @@ macro_rules! counters {
         }
 
         impl CaptureSummary {
+            /// The event counts (summed across threads) with their names and descriptions (the
+            /// doc comments), in declaration order, for the metrics endpoint.
+            pub fn sums_described(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![$((stringify!($s), concat!($($sd),*).trim_ascii_start(), self.$s),)*]
+            }
+
+            /// The values kept as maxima (libpcap's totals and high-water marks), likewise.
+            pub fn maxima_described(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![$((stringify!($m), concat!($($md),*).trim_ascii_start(), self.$m),)*]
+            }
+
             /// Folds another summary into this one (same rules as [`CaptureCounters`]).
             pub fn merge(&mut self, d: &CaptureSummary) {
                 $(self.$s += d.$s;)*

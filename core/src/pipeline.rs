@@ -122,10 +122,76 @@ pub struct PipelineSnapshot {
     pub write_errors: u64,
 }
 
+/// A handle on a running pipeline's live counters, for reading them from another thread (a
+/// metrics endpoint) while the pipeline runs. Cheap to clone; it keeps no thread alive.
+#[derive(Clone)]
+pub struct PipelineStats {
+    handoff: Handoff,
+    workers: Vec<Arc<WorkerStats>>,
+    flusher: Arc<FlusherStats>,
+}
+
+impl std::fmt::Debug for PipelineStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineStats")
+            .field("snapshot", &self.snapshot())
+            .finish()
+    }
+}
+
+impl PipelineStats {
+    /// The counters as they are now. Each is read once, one after the other, so a snapshot
+    /// taken while traffic flows is only approximately consistent across fields.
+    pub fn snapshot(&self) -> PipelineSnapshot {
+        let mut extract = ExtractStats::default();
+        for w in &self.workers {
+            extract.add(&ExtractStats {
+                messages: w.messages.load(Ordering::Relaxed),
+                malformed: w.malformed.load(Ordering::Relaxed),
+                records: w.records.load(Ordering::Relaxed),
+                bad_records: w.bad_records.load(Ordering::Relaxed),
+                out_of_bailiwick: w.out_of_bailiwick.load(Ordering::Relaxed),
+                skipped: w.skipped.load(Ordering::Relaxed),
+                rrsets: w.rrsets.load(Ordering::Relaxed),
+                private_address: w.private_address.load(Ordering::Relaxed),
+                private_name: w.private_name.load(Ordering::Relaxed),
+            });
+        }
+        let f = &self.flusher;
+        PipelineSnapshot {
+            offered: self.handoff.offered(),
+            shed: self.handoff.shed(),
+            extract,
+            rrsets_flushed: f.rrsets_flushed.load(Ordering::Relaxed),
+            flushes: f.flushes.load(Ordering::Relaxed),
+            early_flushes: f.early_flushes.load(Ordering::Relaxed),
+            write_errors: f.write_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
 enum WorkerControl {
     /// Send the window's part; then, if given, count clients under a new key.
     Flush(Option<ClientHasher>),
+    /// Extract what is queued under the old filter, then use this one.
+    SetPrivacy(PrivacyFilter),
     Stop,
+}
+
+/// Changes the privacy filter of a running pipeline (a reload). Cheap to clone.
+#[derive(Clone)]
+pub struct PrivacyControl {
+    controls: Vec<Sender<WorkerControl>>,
+}
+
+impl PrivacyControl {
+    /// Every worker extracts what it already holds in its queue under the old filter, then
+    /// switches to `filter`. The open window is kept.
+    pub fn set(&self, filter: PrivacyFilter) {
+        for c in &self.controls {
+            let _ = c.send(WorkerControl::SetPrivacy(filter.clone()));
+        }
+    }
 }
 
 enum PartKind {
@@ -148,8 +214,7 @@ pub struct Pipeline {
     controls: Vec<Sender<WorkerControl>>,
     workers: Vec<JoinHandle<()>>,
     flusher: Option<JoinHandle<()>>,
-    worker_stats: Vec<Arc<WorkerStats>>,
-    flusher_stats: Arc<FlusherStats>,
+    stats: PipelineStats,
 }
 
 impl Pipeline {
@@ -225,13 +290,23 @@ impl Pipeline {
             .name("dnsensor-flusher".into())
             .spawn(move || flusher.run())?;
         Ok(Pipeline {
+            stats: PipelineStats {
+                handoff: handoff.clone(),
+                workers: worker_stats,
+                flusher: flusher_stats,
+            },
             handoff,
             controls,
             workers: handles,
             flusher: Some(flusher),
-            worker_stats,
-            flusher_stats,
         })
+    }
+
+    /// A handle that changes the privacy filter while the pipeline runs.
+    pub fn privacy_control(&self) -> PrivacyControl {
+        PrivacyControl {
+            controls: self.controls.clone(),
+        }
     }
 
     /// The handoff that sources offer observations to.
@@ -241,30 +316,12 @@ impl Pipeline {
 
     /// The counters as they are now.
     pub fn snapshot(&self) -> PipelineSnapshot {
-        let mut extract = ExtractStats::default();
-        for w in &self.worker_stats {
-            extract.add(&ExtractStats {
-                messages: w.messages.load(Ordering::Relaxed),
-                malformed: w.malformed.load(Ordering::Relaxed),
-                records: w.records.load(Ordering::Relaxed),
-                bad_records: w.bad_records.load(Ordering::Relaxed),
-                out_of_bailiwick: w.out_of_bailiwick.load(Ordering::Relaxed),
-                skipped: w.skipped.load(Ordering::Relaxed),
-                rrsets: w.rrsets.load(Ordering::Relaxed),
-                private_address: w.private_address.load(Ordering::Relaxed),
-                private_name: w.private_name.load(Ordering::Relaxed),
-            });
-        }
-        let f = &self.flusher_stats;
-        PipelineSnapshot {
-            offered: self.handoff.offered(),
-            shed: self.handoff.shed(),
-            extract,
-            rrsets_flushed: f.rrsets_flushed.load(Ordering::Relaxed),
-            flushes: f.flushes.load(Ordering::Relaxed),
-            early_flushes: f.early_flushes.load(Ordering::Relaxed),
-            write_errors: f.write_errors.load(Ordering::Relaxed),
-        }
+        self.stats.snapshot()
+    }
+
+    /// A handle that reads the same counters from another thread, also after shutdown.
+    pub fn stats(&self) -> PipelineStats {
+        self.stats.clone()
     }
 
     /// Processes what is queued, flushes the open window, stops every thread and returns the
@@ -340,6 +397,12 @@ impl Worker {
                         if new_key.is_some() {
                             self.client_hasher = new_key;
                         }
+                    }
+                    Ok(WorkerControl::SetPrivacy(filter)) => {
+                        while let Ok(batch) = self.input.try_recv() {
+                            self.process(batch);
+                        }
+                        self.extractor.set_privacy(filter);
                     }
                     Ok(WorkerControl::Stop) | Err(_) => {
                         while let Ok(batch) = self.input.try_recv() {

@@ -237,6 +237,11 @@ impl Extractor {
         }
     }
 
+    /// Replaces the privacy filter (a reload); the scratch buffers stay.
+    pub fn set_privacy(&mut self, privacy: PrivacyFilter) {
+        self.privacy = privacy;
+    }
+
     /// Walks `response` and calls `emit` once per RRset with its canonical key.
     /// `bailiwick` is an uncompressed wire name; records outside it are dropped and counted.
     ///

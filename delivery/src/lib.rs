@@ -20,4 +20,4 @@ pub use batch::{BatchError, BatchHeader, BatchId, OpenedBatch};
 pub use keys::{KeyError, PublicKey, SecretKey};
 pub use sink::SealingSink;
 pub use spool::{Spool, SpoolConfig, SpoolStats};
-pub use upload::{UploadError, UploadStats, Uploader, UploaderConfig};
+pub use upload::{UploadError, UploadStats, UploadStatsHandle, Uploader, UploaderConfig};

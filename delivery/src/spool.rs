@@ -56,6 +56,8 @@ pub struct SpoolStats {
     pub bytes: u64,
     /// Batches stored since open.
     pub stored: u64,
+    /// Records in the batches stored since open (from their headers).
+    pub records_stored: u64,
     /// Oldest batches dropped to respect the caps.
     pub dropped_full: u64,
     /// Stores that failed (e.g. disk full); the batch was lost.
@@ -324,6 +326,7 @@ impl Spool {
         );
         st.bytes += size;
         st.stats.stored += 1;
+        st.stats.records_stored += u64::from(header.records);
         st.generation += 1;
         drop(st);
         self.shared.changed.notify_all();

@@ -447,6 +447,25 @@ impl Shared {
     }
 }
 
+/// Reads an [`Uploader`]'s counters; see [`Uploader::stats_handle`].
+#[derive(Clone)]
+pub struct UploadStatsHandle(Arc<Shared>);
+
+impl UploadStatsHandle {
+    /// Current counters.
+    pub fn stats(&self) -> UploadStats {
+        self.0.stats()
+    }
+}
+
+impl std::fmt::Debug for UploadStatsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("UploadStatsHandle")
+            .field(&self.0.stats())
+            .finish()
+    }
+}
+
 /// Drains the spool to the collector on worker threads until shut down.
 pub struct Uploader {
     shared: Arc<Shared>,
@@ -516,6 +535,12 @@ impl Uploader {
     /// Current counters.
     pub fn stats(&self) -> UploadStats {
         self.shared.stats()
+    }
+
+    /// A handle that reads the counters from another thread (a metrics endpoint), also after
+    /// shutdown.
+    pub fn stats_handle(&self) -> UploadStatsHandle {
+        UploadStatsHandle(Arc::clone(&self.shared))
     }
 
     /// Stops taking batches and waits up to `grace` for uploads in flight to finish. Batches not

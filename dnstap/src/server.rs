@@ -423,6 +423,7 @@ where
     let mut batcher = ctx.handoff.batcher();
     let ended = session(stream, &who, &ctx, &mut batcher, shutdown).await;
     DnstapStats::add(&stats.observations_shed, batcher.flush());
+    DnstapStats::inc(&stats.connections_closed);
     match ended {
         Ok(End::Finished) => {
             DnstapStats::inc(&stats.connections_finished);

@@ -30,6 +30,12 @@ macro_rules! stats {
             pub fn pairs(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name),)*]
             }
+
+            /// Every counter with its name and its description (the doc comment above), in
+            /// declaration order, for the metrics endpoint's help texts.
+            pub fn described(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![$((stringify!($name), concat!($($doc),*).trim_ascii_start(), self.$name),)*]
+            }
         }
     };
 }
@@ -43,6 +49,8 @@ stats! {
     connections_closed_error,
     /// Connections that ended the stream with STOP.
     connections_finished,
+    /// Connections closed for any reason (STOP, error, the sender leaving, shutdown).
+    connections_closed,
     /// Data frames received.
     frames,
     /// Bytes read from all connections.

@@ -8,6 +8,7 @@
 //! Use [`bind`] while privileged (port 53), drop privileges, then [`Bound::run`] in a runtime.
 
 mod acl;
+pub mod latency;
 pub mod message;
 mod tcp;
 mod udp;
@@ -71,6 +72,10 @@ pub struct ProxyStats {
     pub tcp_accepted: AtomicU64,
     /// TCP connections closed at once because the cap was reached.
     pub tcp_rejected: AtomicU64,
+    /// From a UDP query's arrival to its upstream answer's send, for answered queries.
+    pub udp_latency: latency::Latency,
+    /// From a TCP query's arrival to its upstream answer being ready to write back.
+    pub tcp_latency: latency::Latency,
 }
 
 impl ProxyStats {

@@ -155,6 +155,7 @@ pub(crate) async fn forward(shared: &Shared, mut query: Vec<u8>, client: SocketA
                 }
                 shared.upstreams.answered(u);
                 shared.stats.count(&shared.stats.answered);
+                shared.stats.tcp_latency.observe(started.elapsed());
                 shared.handoff.offer(Observation {
                     time: SystemTime::now(),
                     response: Bytes::copy_from_slice(&answer),

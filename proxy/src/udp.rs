@@ -309,7 +309,10 @@ impl Udp {
         shared.upstreams.answered(socket.upstream);
         message::set_id(answer, p.client_id);
         match self.listeners[p.listener].try_send_to(answer, p.client) {
-            Ok(_) => stats.count(&stats.answered),
+            Ok(_) => {
+                stats.count(&stats.answered);
+                stats.udp_latency.observe(p.started.elapsed());
+            }
             Err(_) => stats.count(&stats.dropped),
         }
         batcher.push(Observation {

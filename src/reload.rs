@@ -1,0 +1,111 @@
+//! SIGHUP: re-reads the configuration file and applies what can change while running (privacy
+//! filters, log level); every other changed key is logged as needing a restart.
+
+use std::path::PathBuf;
+
+use dnsensor_core::pipeline::PrivacyControl;
+
+use crate::cli::CommonArgs;
+use crate::config::{self, Common, FileConfig};
+
+/// What a reload needs: the flags (they still override the file), the settings running now,
+/// and the pipeline's privacy control.
+pub struct Reloader {
+    args: CommonArgs,
+    running: Common,
+    /// The mode's own `[section]` as it was read, to tell whether it changed.
+    section: fn(&FileConfig) -> String,
+    running_section: String,
+    privacy: PrivacyControl,
+}
+
+impl Reloader {
+    /// `section` renders the mode's own table, e.g. `|f| format!("{:?}", f.proxy)`.
+    pub fn new(
+        args: &CommonArgs,
+        running: &Common,
+        file: &FileConfig,
+        section: fn(&FileConfig) -> String,
+        privacy: PrivacyControl,
+    ) -> Reloader {
+        Reloader {
+            args: args.clone(),
+            running: running.clone(),
+            section,
+            running_section: section(file),
+            privacy,
+        }
+    }
+
+    fn config_path(&self) -> Option<&PathBuf> {
+        self.args.config.as_ref()
+    }
+
+    /// Reads the file again and applies it; a bad file changes nothing.
+    pub fn reload(&mut self) {
+        let Some(path) = self.config_path() else {
+            log::warn!("reload: dnsensor was started without --config; nothing to reload");
+            return;
+        };
+        let file = match config::load(path) {
+            Ok(f) => f,
+            Err(e) => {
+                log::error!("reload: {e}; the running configuration stays");
+                return;
+            }
+        };
+        let new = match config::common(&self.args, &file) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("reload: {e}; the running configuration stays");
+                return;
+            }
+        };
+        let old = &self.running;
+        let mut applied = Vec::new();
+        if new.privacy != old.privacy {
+            self.privacy.set(new.privacy_filter.clone());
+            applied.push("privacy filters");
+        }
+        if new.log_level != old.log_level {
+            log::set_max_level(new.log_level);
+            applied.push("log-level");
+        }
+        let restart: Vec<&str> = [
+            ("output", new.output != old.output),
+            ("window", new.window != old.window),
+            ("sensor-id", new.sensor_id != old.sensor_id),
+            ("workers", new.workers != old.workers),
+            ("queue-depth", new.queue_depth != old.queue_depth),
+            ("max-entries", new.max_entries != old.max_entries),
+            ("client-counts", new.client_counts != old.client_counts),
+            (
+                "collector, spool and upload keys",
+                format!("{:?}", new.delivery) != format!("{:?}", old.delivery),
+            ),
+            (
+                "the mode's own table",
+                (self.section)(&file) != self.running_section,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect();
+        if applied.is_empty() {
+            log::info!("reload: nothing that can change while running has changed");
+        } else {
+            log::info!("reload: applied {}", applied.join(", "));
+        }
+        if !restart.is_empty() {
+            log::warn!(
+                "reload: changed but only applied at a restart: {}",
+                restart.join(", ")
+            );
+        }
+        // Only what was applied becomes the running configuration, so a change that needs a
+        // restart is reported again at the next reload.
+        self.running.privacy = new.privacy;
+        self.running.privacy_filter = new.privacy_filter;
+        self.running.log_level = new.log_level;
+    }
+}
