@@ -102,7 +102,7 @@ const TOP_LEVEL_KEYS: &str = "`output`, `window`, `sensor-id`, `log-level`, `wor
      `queue-depth`, `max-entries`, `keep-private-addresses`, `drop-range`, `drop-suffix`, \
      `client-counts`, `collector-url`, `collector-pubkey`, `collector-token-file`, \
      `collector-ca`, `spool`, `spool-max-bytes`, `spool-max-files`, `upload-concurrency`, \
-     `upload-timeout`, `zstd-level`, `dnstap`, `collector`, `capture`";
+     `upload-timeout`, `zstd-level`, `metrics`, `dnstap`, `collector`, `capture`, `proxy`";
 
 #[test]
 fn unknown_config_key_names_file_line_and_key() {
