@@ -695,8 +695,7 @@ fn capture_errors_are_one_line() {
 
 /// `--log-level debug` adds the pipeline's settings; `warn` leaves out every INFO line, the
 /// summary included. A stale `JOURNAL_STREAM` (not our stderr) must not swallow the log: the
-/// logger falls back to stderr. (This machine class has no journald; where stderr really is the
-/// journal, entries go there with `DNSENSOR_MODE` set.)
+/// logger falls back to stderr. Where journald runs, see `logs_natively_to_a_running_journald`.
 #[test]
 fn log_level_selects_what_is_logged_on_stderr() {
     let dir = TestDir::new("cli-log-level");
@@ -726,4 +725,64 @@ fn log_level_selects_what_is_logged_on_stderr() {
         "INFO or DEBUG at --log-level warn:\n{}",
         warn.stderr
     );
+}
+
+/// Under a real journald (when this machine has one): stderr connected to the journal with
+/// `systemd-cat`, `JOURNAL_STREAM` naming that stream, so dnsensor logs natively and its entries
+/// carry `SYSLOG_IDENTIFIER=dnsensor` and `DNSENSOR_MODE=dnstap`. Without journald (containers,
+/// most CI machines) the stderr fallback is what `log_level_selects_what_is_logged_on_stderr`
+/// checks, and this test says so and checks nothing more.
+#[test]
+fn logs_natively_to_a_running_journald() {
+    if !Path::new("/run/systemd/journal/socket").exists() {
+        eprintln!(
+            "no journald on this machine (/run/systemd/journal/socket): stderr fallback only"
+        );
+        return;
+    }
+    let dir = TestDir::new("cli-journald");
+    let since = format!(
+        "@{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            - 1
+    );
+    // systemd-cat of systemd 252 does not set JOURNAL_STREAM itself: the shell names the stream
+    // on its stderr, then hands over to dnsensor, which must then log natively.
+    let run = format!(
+        "export JOURNAL_STREAM=$(stat -L -c %d:%i /proc/$$/fd/2); exec timeout -s TERM 2 {} dnstap --listen unix:{} --output file:/dev/null --log-level debug",
+        env!("CARGO_BIN_EXE_dnsensor"),
+        dir.path().join("j.sock").display()
+    );
+    let status = Command::new("systemd-cat")
+        .args(["--identifier", "dnsensor-test", "sh", "-c", &run])
+        .status()
+        .expect("systemd-cat (package systemd)");
+    assert!(status.code().is_some(), "systemd-cat: {status:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("journalctl")
+            .args([
+                "--no-pager",
+                "--since",
+                &since,
+                "-o",
+                "cat",
+                "SYSLOG_IDENTIFIER=dnsensor",
+                "DNSENSOR_MODE=dnstap",
+            ])
+            .output()
+            .expect("journalctl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("pipeline: ") && text.contains("summary: ") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no native entries (SYSLOG_IDENTIFIER=dnsensor, DNSENSOR_MODE=dnstap) with the debug pipeline line and the summary since {since}:\n{text}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
 }
