@@ -14,6 +14,7 @@ mod mode_tools;
 mod outlet;
 mod privileges;
 mod reload;
+mod service;
 mod signals;
 
 use std::process::ExitCode;

@@ -88,6 +88,7 @@ pub fn main(args: CaptureArgs) -> ExitCode {
         CaptureInput::Interface(name) => log::info!("capture: started on {name}"),
         CaptureInput::Files(files) => log::info!("capture: started, {} file(s)", files.len()),
     }
+    crate::service::ready("capturing");
     let result = capture.run(pipeline.handoff(), stop, progress);
     let snap = pipeline.shutdown();
     let mut line = match &result {

@@ -20,10 +20,12 @@ pub async fn wait_for_stop(mut on_reload: impl FnMut()) {
     loop {
         tokio::select! {
             _ = term.recv() => {
+                crate::service::stopping();
                 log::info!("SIGTERM: stopping");
                 return;
             }
             _ = int.recv() => {
+                crate::service::stopping();
                 log::info!("SIGINT: stopping");
                 return;
             }
@@ -65,6 +67,10 @@ pub fn serve_until_stopped<F: std::future::Future>(
             wait_for_stop(on_reload).await;
             let _ = stop_tx.send(true);
         });
+        // The sockets are bound and the pipeline runs; the watchdog is pinged from this
+        // runtime, so a wedged runtime stops the pings.
+        tokio::spawn(crate::service::watchdog());
+        crate::service::ready("serving");
         serve(stop_rx).await
     })
 }

@@ -265,3 +265,64 @@ fn sigterm_under_load_leaves_every_observed_record_sealed_in_the_spool() {
     assert_eq!(names.len(), want.len(), "{ctx}");
     assert_eq!(names, want, "{ctx}");
 }
+
+/// Under systemd (`Type=notify`, `WatchdogSec=`): READY=1 once the socket is served, WATCHDOG=1
+/// pings at half the watchdog interval, STOPPING=1 at SIGTERM. systemd's side is played by a
+/// datagram socket named in NOTIFY_SOCKET, with WATCHDOG_USEC and WATCHDOG_PID set as systemd
+/// sets them.
+#[test]
+fn tells_systemd_when_ready_alive_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = TestDir::new("lifecycle-notify");
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let sock = dir.path().join("dnstap.sock");
+    // `exec` keeps the shell's pid, so WATCHDOG_PID=$$ names dnsensor.
+    let script = format!(
+        "WATCHDOG_PID=$$ exec {} dnstap --listen unix:{} --output file:/dev/null",
+        env!("CARGO_BIN_EXE_dnsensor"),
+        sock.display()
+    );
+    let child = Command::new("sh")
+        .args(["-c", &script])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stderr(fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    /// Kills the child if the test fails half-way.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reap(child);
+    let stderr = || fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
+    let mut buf = [0u8; 512];
+    let mut next = || match notify.recv(&mut buf) {
+        Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        Err(e) => panic!("no notification within 10 s ({e}); stderr:\n{}", stderr()),
+    };
+    let first = next();
+    assert_eq!(first, "READY=1\nSTATUS=serving\n");
+    assert!(sock.exists(), "READY=1 before the socket exists");
+    assert_eq!(next(), "WATCHDOG=1\n");
+    assert_eq!(next(), "WATCHDOG=1\n");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut last = next();
+    while last == "WATCHDOG=1\n" {
+        last = next();
+    }
+    assert_eq!(last, "STOPPING=1\n");
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

@@ -240,7 +240,8 @@ fn units_are_hardened() {
             _ => "",
         };
         let required = [
-            "Type=exec".to_string(),
+            "Type=notify".to_string(),
+            "NotifyAccess=main".into(),
             "User=dnsensor".into(),
             "Group=dnsensor".into(),
             "StateDirectory=dnsensor".into(),
