@@ -74,7 +74,10 @@ struct Tracked {
 /// The UDP side of the proxy.
 pub(crate) struct Udp {
     shared: Arc<Shared>,
-    listeners: Vec<Arc<UdpSocket>>,
+    /// Blocking sockets: a thread per listener waits in `recv_from`, the way dnsdist's listener
+    /// threads do, which costs fewer system calls and wake-ups per query than an event loop;
+    /// answers are sent with MSG_DONTWAIT, so they never wait.
+    listeners: Vec<Arc<StdUdpSocket>>,
     /// One pool of sockets per upstream, in upstream order.
     pools: Vec<Vec<RwLock<Arc<UpSocket>>>>,
     /// Every upstream socket whose queries may still be in flight, for the sweeper.
@@ -98,7 +101,7 @@ impl Udp {
     ) -> std::io::Result<Arc<Udp>> {
         let listeners = listeners
             .into_iter()
-            .map(|s| UdpSocket::from_std(s).map(Arc::new))
+            .map(|s| s.set_nonblocking(false).map(|()| Arc::new(s)))
             .collect::<std::io::Result<Vec<_>>>()?;
         let mut pools = Vec::with_capacity(shared.upstreams.len());
         let mut fresh = Vec::new();
@@ -122,7 +125,9 @@ impl Udp {
         }
         for i in 0..udp.listeners.len() {
             let udp = udp.clone();
-            tokio::spawn(async move { udp.serve_listener(i).await });
+            std::thread::Builder::new()
+                .name(format!("dnsensor-udp-{i}"))
+                .spawn(move || udp.serve_listener(i))?;
         }
         let sweeper = udp.clone();
         tokio::spawn(async move { sweeper.maintain().await });
@@ -140,23 +145,33 @@ impl Udp {
         });
     }
 
-    async fn serve_listener(self: Arc<Self>, index: usize) {
+    /// Receives queries until the process ends. Runs on its own thread.
+    fn serve_listener(self: Arc<Self>, index: usize) {
         let sock = self.listeners[index].clone();
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
-            match sock.try_recv_from(&mut buf) {
+            match sock.recv_from(&mut buf) {
                 Ok((n, client)) => self.on_query(index, &buf[..n], client),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    if let Err(e) = sock.readable().await {
-                        log::error!("proxy: UDP listener {index}: {e}; it stops");
-                        return;
-                    }
-                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 // Errors queued by the kernel for an earlier send_to (a client port gone):
                 // nothing to do for the socket.
                 Err(_) => self.shared.stats.count(&self.shared.stats.dropped),
             }
         }
+    }
+
+    /// Sends to a client without waiting: a full socket buffer drops the datagram.
+    fn send_to_client(
+        &self,
+        listener: usize,
+        msg: &[u8],
+        client: SocketAddr,
+    ) -> std::io::Result<usize> {
+        socket2::SockRef::from(&*self.listeners[listener]).send_to_with_flags(
+            msg,
+            &client.into(),
+            libc::MSG_DONTWAIT,
+        )
     }
 
     fn on_query(&self, listener: usize, query: &[u8], client: SocketAddr) {
@@ -174,7 +189,7 @@ impl Udp {
             stats.count(&stats.refused);
             let mut out = Vec::with_capacity(query.len());
             message::error_answer(query, Rcode::Refused, &mut out);
-            let _ = self.listeners[listener].try_send_to(&out, client);
+            let _ = self.send_to_client(listener, &out, client);
             return;
         }
         stats.count(&stats.queries);
@@ -250,7 +265,7 @@ impl Udp {
         }
         message::set_id(&mut out, p.client_id);
         self.shared.stats.count(&self.shared.stats.servfail);
-        let _ = self.listeners[p.listener].try_send_to(&out, p.client);
+        let _ = self.send_to_client(p.listener, &out, p.client);
     }
 
     async fn receive_answers(self: Arc<Self>, socket: Arc<UpSocket>) {
@@ -308,7 +323,7 @@ impl Udp {
         };
         shared.upstreams.answered(socket.upstream);
         message::set_id(answer, p.client_id);
-        match self.listeners[p.listener].try_send_to(answer, p.client) {
+        match self.send_to_client(p.listener, answer, p.client) {
             Ok(_) => {
                 stats.count(&stats.answered);
                 stats.udp_latency.observe(p.started.elapsed());
