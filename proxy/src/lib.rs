@@ -216,7 +216,7 @@ impl Bound {
             tcp_connections: Arc::new(Semaphore::new(o.max_tcp_connections)),
             handoff,
         });
-        let _udp = udp::Udp::start(shared.clone(), self.udp)?;
+        let udp = udp::Udp::start(shared.clone(), self.udp)?;
         for listener in self.tcp {
             tokio::spawn(tcp::serve(shared.clone(), listener));
         }
@@ -236,6 +236,7 @@ impl Bound {
                 break;
             }
         }
+        udp.shutdown();
         Ok(())
     }
 }

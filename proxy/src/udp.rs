@@ -3,19 +3,20 @@
 //!
 //! Each upstream socket is connected to its upstream, so the kernel drops datagrams from any other
 //! address and reports ICMP port-unreachable as ECONNREFUSED, which fails its queries over at once.
-//! Every socket has its own table of queries in flight, locked only by its receive task, the
-//! sending task and the sweeper; nothing on the path waits for the pipeline.
+//! Every socket has its own table of queries in flight, locked only by its receive thread, the
+//! listener thread and the sweeper; nothing on the path waits for the pipeline. Listeners and
+//! upstream sockets each have a thread blocked in its receive call, as dnsdist's do: measured
+//! cheaper per query than an event loop (docs/benchmarks.md).
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use dnsensor_core::pipeline::Batcher;
 use dnsensor_core::{Observation, Segment, Transport};
-use tokio::net::UdpSocket;
-use tokio::sync::Notify;
 
 use crate::message::{self, Rcode};
 use crate::upstream::Tried;
@@ -23,7 +24,7 @@ use crate::Shared;
 
 /// Sockets per upstream. With a random one per query, a spoofer must guess the port among
 /// these as well as the 16-bit ID.
-const SOCKETS_PER_UPSTREAM: usize = 16;
+const SOCKETS_PER_UPSTREAM: usize = 4;
 
 /// How often one socket of each pool is replaced by a new one on a new kernel-chosen port,
 /// so no source port lives longer than `SOCKETS_PER_UPSTREAM` of these.
@@ -33,8 +34,9 @@ const ROTATE_EVERY: Duration = Duration::from_secs(1);
 /// the SERVFAIL deadline.
 const SWEEP_EVERY: Duration = Duration::from_millis(25);
 
-/// How long an answer's observation may wait for others before it is handed to the pipeline.
-const HANDOFF_DELAY: Duration = Duration::from_millis(5);
+/// The receive timeout of upstream sockets: how long an answer's observation may wait for
+/// others before it is handed to the pipeline, and how soon a retired socket's thread ends.
+const HANDOFF_DELAY: Duration = Duration::from_millis(50);
 
 /// Kernel receive buffer asked for on each upstream socket.
 const UPSTREAM_RECV_BUFFER: usize = 1 << 20;
@@ -58,17 +60,20 @@ type PendingTable = hashbrown::HashMap<u16, Pending, foldhash::fast::RandomState
 
 /// One socket towards one upstream.
 struct UpSocket {
-    sock: UdpSocket,
+    /// Blocking, with a receive timeout: its own thread waits in `recv`.
+    sock: StdUdpSocket,
     upstream: usize,
     pending: Mutex<PendingTable>,
-    /// Tells a retired socket's receive task to end.
-    stop: Notify,
+    /// Tells a retired socket's receive thread to end (it looks at each receive timeout).
+    stop: AtomicBool,
 }
 
 /// A socket the sweeper looks after; `retired` is when it left its pool.
 struct Tracked {
     socket: Arc<UpSocket>,
     retired: Option<Instant>,
+    /// Its receive thread, joined at shutdown so that its staged observations are handed over.
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// The UDP side of the proxy.
@@ -121,7 +126,7 @@ impl Udp {
             tracked: Mutex::new(Vec::new()),
         });
         for s in fresh {
-            udp.track(s);
+            udp.track(s)?;
         }
         for i in 0..udp.listeners.len() {
             let udp = udp.clone();
@@ -134,15 +139,19 @@ impl Udp {
         Ok(udp)
     }
 
-    /// Starts the receive task of a new upstream socket and hands it to the sweeper.
-    fn track(self: &Arc<Self>, socket: Arc<UpSocket>) {
+    /// Starts the receive thread of a new upstream socket and hands it to the sweeper.
+    fn track(self: &Arc<Self>, socket: Arc<UpSocket>) -> std::io::Result<()> {
         let udp = self.clone();
         let s = socket.clone();
-        tokio::spawn(async move { udp.receive_answers(s).await });
+        let thread = std::thread::Builder::new()
+            .name("dnsensor-upstream".into())
+            .spawn(move || udp.receive_answers(s))?;
         self.tracked.lock().expect("tracked").push(Tracked {
             socket,
             retired: None,
+            thread: Some(thread),
         });
+        Ok(())
     }
 
     /// Receives queries until the process ends. Runs on its own thread.
@@ -157,6 +166,21 @@ impl Udp {
                 // nothing to do for the socket.
                 Err(_) => self.shared.stats.count(&self.shared.stats.dropped),
             }
+        }
+    }
+
+    /// Stops every upstream receive thread and waits for them, so that the observations they
+    /// hold reach the pipeline before it shuts down. The listener threads end with the process.
+    pub(crate) fn shutdown(&self) {
+        let threads: Vec<_> = {
+            let mut tracked = self.tracked.lock().expect("tracked");
+            for t in tracked.iter() {
+                t.socket.stop.store(true, Ordering::Relaxed);
+            }
+            tracked.iter_mut().filter_map(|t| t.thread.take()).collect()
+        };
+        for t in threads {
+            let _ = t.join();
         }
     }
 
@@ -233,7 +257,8 @@ impl Udp {
                 return;
             };
             message::set_id(&mut p.query, id);
-            match socket.sock.try_send(&p.query) {
+            match socket2::SockRef::from(&socket.sock).send_with_flags(&p.query, libc::MSG_DONTWAIT)
+            {
                 Ok(_) => {
                     pending.insert(id, p);
                     return;
@@ -268,36 +293,32 @@ impl Udp {
         let _ = self.send_to_client(p.listener, &out, p.client);
     }
 
-    async fn receive_answers(self: Arc<Self>, socket: Arc<UpSocket>) {
+    /// Receives one socket's answers until it is retired. Runs on its own thread, blocked in
+    /// `recv` like dnsdist's responder threads: no event loop between the kernel and the answer.
+    fn receive_answers(self: Arc<Self>, socket: Arc<UpSocket>) {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut batcher = self.shared.handoff.batcher();
         loop {
-            match socket.sock.try_recv(&mut buf) {
-                Ok(n) => self.on_answer(&socket, &mut buf[..n], &mut batcher),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    // Observations wait up to HANDOFF_DELAY for company: a batch per answer
-                    // would wake a pipeline worker per answer at moderate rates.
-                    let linger = async {
-                        if batcher.is_empty() {
-                            std::future::pending::<()>().await;
-                        }
-                        tokio::time::sleep(HANDOFF_DELAY).await;
-                    };
-                    tokio::select! {
-                        ready = socket.sock.readable() => if let Err(e) = ready {
-                            log::error!("proxy: upstream socket: {e}");
-                            return;
-                        },
-                        _ = linger => {
-                            batcher.flush();
-                        }
-                        _ = socket.stop.notified() => return,
+            match socket.sock.recv(&mut buf) {
+                Ok(n) => {
+                    self.on_answer(&socket, &mut buf[..n], &mut batcher);
+                    if socket.stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                }
+                // The receive timeout: a quiet moment. Observations waited for company until
+                // now (a batch per answer would wake a pipeline worker per answer).
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    batcher.flush();
+                    if socket.stop.load(Ordering::Relaxed) {
+                        return;
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
                     self.shared.upstreams.refused(socket.upstream);
                     self.fail_over_all(&socket);
                 }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => log::debug!("proxy: upstream socket: {e}"),
             }
         }
@@ -384,7 +405,7 @@ impl Udp {
                     if now >= at + grace
                         || t.socket.pending.lock().expect("pending").is_empty() =>
                 {
-                    t.socket.stop.notify_one();
+                    t.socket.stop.store(true, Ordering::Relaxed);
                     false
                 }
                 _ => true,
@@ -424,14 +445,16 @@ impl Udp {
                     continue;
                 }
             };
-            let old = std::mem::replace(&mut *pool[slot].write().expect("pool"), fresh.clone());
-            {
-                let mut tracked = self.tracked.lock().expect("tracked");
-                if let Some(t) = tracked.iter_mut().find(|t| Arc::ptr_eq(&t.socket, &old)) {
-                    t.retired = Some(now);
-                }
+            // Its receive thread runs before any query can go out on it.
+            if let Err(e) = self.track(fresh.clone()) {
+                log::warn!("proxy: cannot start a receive thread: {e}; keeping the old socket");
+                continue;
             }
-            self.track(fresh);
+            let old = std::mem::replace(&mut *pool[slot].write().expect("pool"), fresh);
+            let mut tracked = self.tracked.lock().expect("tracked");
+            if let Some(t) = tracked.iter_mut().find(|t| Arc::ptr_eq(&t.socket, &old)) {
+                t.retired = Some(now);
+            }
         }
     }
 }
@@ -453,12 +476,11 @@ fn open_upstream_socket(shared: &Shared, u: usize) -> std::io::Result<UpSocket> 
     let _ = sock.set_recv_buffer_size(UPSTREAM_RECV_BUFFER);
     sock.bind(&unspecified(addr).into())?;
     sock.connect(&addr.into())?;
-    sock.set_nonblocking(true)?;
-    let sock: StdUdpSocket = sock.into();
+    sock.set_read_timeout(Some(HANDOFF_DELAY))?;
     Ok(UpSocket {
-        sock: UdpSocket::from_std(sock)?,
+        sock: sock.into(),
         upstream: u,
         pending: Mutex::new(PendingTable::default()),
-        stop: Notify::new(),
+        stop: AtomicBool::new(false),
     })
 }
