@@ -200,8 +200,8 @@ pub struct ProxyArgs {
     /// Seconds a TCP connection may last in all. Default: 120.
     #[arg(long, value_name = "SECS")]
     pub tcp_lifetime: Option<u64>,
-    /// Threads that forward queries. 1 serves everything from one thread, the cheapest per
-    /// query; more spread the work over cores. Default: 1.
+    /// Threads of the event loop that serves TCP, health checks and timeouts (UDP has a
+    /// receive thread per listener and per upstream socket). Default: 1.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// After binding the listeners, drop privileges to this user (and its group).
