@@ -37,7 +37,7 @@ pub struct ZoneData {
 }
 
 /// Splits a zone file line into tokens; a quoted string stays one token, quotes included.
-fn tokens(line: &str) -> Vec<String> {
+pub fn tokens(line: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_q = false;

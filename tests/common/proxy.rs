@@ -17,6 +17,8 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::expect::tokens;
+use super::wire::wire_name;
 use super::{render_file, require_program, Daemon, Dnsensor};
 
 /// The plain test zone.
@@ -208,39 +210,6 @@ pub fn sign_zone(dir: &Path, zone: &str, text: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Zone files as the source of truth.
 
-/// Splits a zone file line into tokens; a quoted string stays one token, quotes included.
-fn tokens(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_q = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if in_q => {
-                cur.push(c);
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                }
-            }
-            '"' => {
-                cur.push(c);
-                in_q = !in_q;
-            }
-            ';' if !in_q => break,
-            c if c.is_whitespace() && !in_q => {
-                if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
 /// (owner, type) → sorted rdata in presentation form, from a zone file in the canonical form of
 /// `tests/world/proxy/` (absolute lowercase names, `owner ttl IN type rdata…` on one line).
 pub type RrSets = BTreeMap<(String, String), Vec<String>>;
@@ -267,22 +236,6 @@ pub fn zone_rrsets(text: &str) -> RrSets {
 
 // ---------------------------------------------------------------------------------------------
 // DNS messages, by hand.
-
-/// Uncompressed wire form of a presentation name.
-pub fn wire_name(name: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for label in name
-        .trim_end_matches('.')
-        .split('.')
-        .filter(|l| !l.is_empty())
-    {
-        assert!(label.len() < 64, "label too long");
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-    out
-}
 
 /// A query, encoded with [`Query::encode`].
 #[derive(Debug, Clone)]
