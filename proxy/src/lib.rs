@@ -10,6 +10,7 @@
 mod acl;
 pub mod latency;
 pub mod message;
+mod mmsg;
 mod tcp;
 mod udp;
 mod upstream;

@@ -10,6 +10,7 @@
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -19,6 +20,7 @@ use dnsensor_core::pipeline::Batcher;
 use dnsensor_core::{Observation, Segment, Transport};
 
 use crate::message::{self, Rcode};
+use crate::mmsg::{self, RecvBatch, SendBatch};
 use crate::upstream::Tried;
 use crate::Shared;
 
@@ -40,9 +42,6 @@ const HANDOFF_DELAY: Duration = Duration::from_millis(50);
 
 /// Kernel receive buffer asked for on each upstream socket.
 const UPSTREAM_RECV_BUFFER: usize = 1 << 20;
-
-/// The largest datagram.
-const MAX_DATAGRAM: usize = 65_535;
 
 /// A client query on its way to an upstream.
 struct Pending {
@@ -154,13 +153,25 @@ impl Udp {
         Ok(())
     }
 
-    /// Receives queries until the process ends. Runs on its own thread.
+    /// Receives queries until the process ends, a batch per system call, and forwards each
+    /// batch at once. Runs on its own thread.
     fn serve_listener(self: Arc<Self>, index: usize) {
-        let sock = self.listeners[index].clone();
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let fd = self.listeners[index].as_raw_fd();
+        let mut queries = RecvBatch::new();
+        let mut sends = SendBatch::new();
+        let mut accepted = Vec::with_capacity(mmsg::BATCH);
         loop {
-            match sock.recv_from(&mut buf) {
-                Ok((n, client)) => self.on_query(index, &buf[..n], client),
+            match queries.recv(fd) {
+                Ok(n) => {
+                    let now = Instant::now();
+                    for i in 0..n {
+                        let (query, client) = queries.get_mut(i);
+                        if let Some(p) = self.accept_query(index, query, client, now) {
+                            accepted.push(p);
+                        }
+                    }
+                    self.forward(&mut accepted, &mut sends, now);
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 // Errors queued by the kernel for an earlier send_to (a client port gone):
                 // nothing to do for the socket.
@@ -198,38 +209,110 @@ impl Udp {
         )
     }
 
-    fn on_query(&self, listener: usize, query: &[u8], client: SocketAddr) {
+    /// Checks a client's query; returns it ready for forwarding, or answers or drops it here.
+    fn accept_query(
+        &self,
+        listener: usize,
+        query: &[u8],
+        client: Option<SocketAddr>,
+        now: Instant,
+    ) -> Option<Pending> {
         let stats = &self.shared.stats;
-        let Some(client_id) = message::id(query) else {
+        let (Some(client_id), Some(client)) = (message::id(query), client) else {
             stats.count(&stats.dropped);
-            return;
+            return None;
         };
         // A response sent to the proxy is never answered: that would make it a reflector.
         if message::is_response(query) {
             stats.count(&stats.dropped);
-            return;
+            return None;
         }
         if !self.shared.acl.allows(client.ip()) {
             stats.count(&stats.refused);
             let mut out = Vec::with_capacity(query.len());
             message::error_answer(query, Rcode::Refused, &mut out);
             let _ = self.send_to_client(listener, &out, client);
-            return;
+            return None;
         }
         stats.count(&stats.queries);
-        let now = Instant::now();
-        self.send_upstream(
-            Pending {
-                client,
-                listener,
-                client_id,
-                query: query.to_vec(),
-                started: now,
-                try_deadline: now,
-                tried: 0,
-            },
-            now,
-        );
+        Some(Pending {
+            client,
+            listener,
+            client_id,
+            query: query.to_vec(),
+            started: now,
+            try_deadline: now,
+            tried: 0,
+        })
+    }
+
+    /// Sends a batch of new queries to the first upstream in order, on one random socket of its
+    /// pool, in one system call. A query the kernel refuses takes the one-by-one path of
+    /// [`Udp::send_upstream`], which fails over.
+    fn forward(&self, batch: &mut Vec<Pending>, sends: &mut SendBatch, now: Instant) {
+        if batch.is_empty() {
+            return;
+        }
+        let shared = &*self.shared;
+        let u = shared.upstreams.choose(0);
+        let pool = &self.pools[u];
+        let socket = pool[rand::random_range(0..pool.len())]
+            .read()
+            .expect("pool")
+            .clone();
+        let mut ids = [0u16; mmsg::BATCH];
+        let mut failed: [Option<std::io::Error>; mmsg::BATCH] = Default::default();
+        let mut any_failed = false;
+        let mut pending = socket.pending.lock().expect("pending");
+        let mut queued = 0;
+        for mut p in batch.drain(..) {
+            let Some(id) = free_id(&pending) else {
+                // Tens of thousands in flight on one socket: the upstream is not answering.
+                shared.stats.count(&shared.stats.dropped);
+                continue;
+            };
+            message::set_id(&mut p.query, id);
+            p.tried |= 1 << u;
+            p.try_deadline = (now + shared.upstream_timeout).min(p.started + shared.query_timeout);
+            pending.insert(id, p);
+            ids[queued] = id;
+            queued += 1;
+        }
+        let mut datagrams: [(&[u8], Option<SocketAddr>); mmsg::BATCH] = [(&[], None); mmsg::BATCH];
+        for (d, id) in datagrams.iter_mut().zip(&ids[..queued]) {
+            d.0 = &pending[id].query;
+        }
+        sends.send(socket.sock.as_raw_fd(), &datagrams[..queued], |i, e| {
+            failed[i] = Some(e);
+            any_failed = true;
+        });
+        if !any_failed {
+            return;
+        }
+        let mut retry = Vec::new();
+        for (id, e) in ids[..queued].iter().zip(failed) {
+            let Some(e) = e else { continue };
+            let Some(p) = pending.remove(id) else {
+                continue;
+            };
+            if e.kind() == ErrorKind::ConnectionRefused {
+                retry.push(p);
+            } else {
+                // A full send buffer: drop the query rather than wait; the client retries.
+                log::debug!(
+                    "proxy: send to upstream {}: {e}",
+                    shared.upstreams.get(u).addr
+                );
+                shared.stats.count(&shared.stats.dropped);
+            }
+        }
+        drop(pending);
+        if !retry.is_empty() {
+            shared.upstreams.refused(u);
+        }
+        for p in retry {
+            self.send_upstream(p, now);
+        }
     }
 
     /// Sends a query to the next upstream in order (failing over past refusing ones), or
@@ -293,15 +376,18 @@ impl Udp {
         let _ = self.send_to_client(p.listener, &out, p.client);
     }
 
-    /// Receives one socket's answers until it is retired. Runs on its own thread, blocked in
-    /// `recv` like dnsdist's responder threads: no event loop between the kernel and the answer.
+    /// Receives one socket's answers until it is retired, a batch per system call. Runs on its
+    /// own thread, blocked in the receive call like dnsdist's responder threads: no event loop
+    /// between the kernel and the answer.
     fn receive_answers(self: Arc<Self>, socket: Arc<UpSocket>) {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let fd = socket.sock.as_raw_fd();
+        let mut answers = RecvBatch::new();
+        let mut sends = SendBatch::new();
         let mut batcher = self.shared.handoff.batcher();
         loop {
-            match socket.sock.recv(&mut buf) {
-                Ok(n) => {
-                    self.on_answer(&socket, &mut buf[..n], &mut batcher);
+            match answers.recv(fd) {
+                Ok(_) => {
+                    self.on_answers(&socket, &mut answers, &mut sends, &mut batcher);
                     if socket.stop.load(Ordering::Relaxed) {
                         return;
                     }
@@ -324,43 +410,91 @@ impl Udp {
         }
     }
 
-    fn on_answer(&self, socket: &UpSocket, answer: &mut [u8], batcher: &mut Batcher) {
+    /// Matches a batch of upstream answers with their queries, sends each to its client with the
+    /// client's ID (one system call per listener) and hands them to the pipeline.
+    fn on_answers(
+        &self,
+        socket: &UpSocket,
+        answers: &mut RecvBatch,
+        sends: &mut SendBatch,
+        batcher: &mut Batcher,
+    ) {
         let shared = &*self.shared;
         let stats = &shared.stats;
-        let p = match message::id(answer) {
-            Some(id) if message::is_response(answer) => {
-                let mut pending = socket.pending.lock().expect("pending");
-                match pending.get(&id) {
-                    Some(p) if message::same_question(&p.query, answer) => pending.remove(&id),
+        let n = answers.len();
+        let mut matched: [Option<Pending>; mmsg::BATCH] = Default::default();
+        {
+            let mut pending = socket.pending.lock().expect("pending");
+            for (i, slot) in matched.iter_mut().enumerate().take(n) {
+                let answer = answers.get(i);
+                *slot = match message::id(answer) {
+                    Some(id) if message::is_response(answer) => match pending.get(&id) {
+                        Some(p) if message::same_question(&p.query, answer) => pending.remove(&id),
+                        _ => None,
+                    },
                     _ => None,
+                };
+            }
+        }
+        let mut count = 0;
+        for (i, p) in matched.iter().enumerate().take(n) {
+            match p {
+                Some(p) => {
+                    message::set_id(answers.get_mut(i).0, p.client_id);
+                    count += 1;
+                }
+                // Late (after a timeout), duplicated or forged: the matching query is not waiting.
+                None => stats.count(&stats.mismatched),
+            }
+        }
+        if count == 0 {
+            return;
+        }
+        shared.upstreams.answered(socket.upstream);
+        // One send per listener the batch's clients came through; almost always just one.
+        let mut sent = [false; mmsg::BATCH];
+        let mut done = [false; mmsg::BATCH];
+        let mut datagrams: [(&[u8], Option<SocketAddr>); mmsg::BATCH] = [(&[], None); mmsg::BATCH];
+        let mut index = [0usize; mmsg::BATCH];
+        while let Some(listener) = (0..n)
+            .find(|&i| !done[i] && matched[i].is_some())
+            .and_then(|i| matched[i].as_ref().map(|p| p.listener))
+        {
+            let mut k = 0;
+            for i in 0..n {
+                if let Some(p) = matched[i].as_ref().filter(|p| p.listener == listener) {
+                    done[i] = true;
+                    sent[i] = true;
+                    datagrams[k] = (answers.get(i), Some(p.client));
+                    index[k] = i;
+                    k += 1;
                 }
             }
-            _ => None,
-        };
-        let Some(p) = p else {
-            // Late (after a timeout), duplicated or forged: the matching query is not waiting.
-            stats.count(&stats.mismatched);
-            return;
-        };
-        shared.upstreams.answered(socket.upstream);
-        message::set_id(answer, p.client_id);
-        match self.send_to_client(p.listener, answer, p.client) {
-            Ok(_) => {
-                stats.count(&stats.answered);
-                stats.udp_latency.observe(p.started.elapsed());
-            }
-            Err(_) => stats.count(&stats.dropped),
+            let fd = self.listeners[listener].as_raw_fd();
+            sends.send(fd, &datagrams[..k], |j, _| sent[index[j]] = false);
         }
-        batcher.push(Observation {
-            time: SystemTime::now(),
-            response: Bytes::copy_from_slice(answer),
-            server: Some(shared.upstreams.get(socket.upstream).addr),
-            client: Some(p.client),
-            transport: Transport::Udp,
-            segment: Segment::Forwarder,
-            bailiwick: None,
-            query: Some(Bytes::from(p.query)),
-        });
+        let now = Instant::now();
+        let time = SystemTime::now();
+        let server = Some(shared.upstreams.get(socket.upstream).addr);
+        for (i, p) in matched.into_iter().enumerate().take(n) {
+            let Some(p) = p else { continue };
+            if sent[i] {
+                stats.count(&stats.answered);
+                stats.udp_latency.observe(now - p.started);
+            } else {
+                stats.count(&stats.dropped);
+            }
+            batcher.push(Observation {
+                time,
+                response: Bytes::copy_from_slice(answers.get(i)),
+                server,
+                client: Some(p.client),
+                transport: Transport::Udp,
+                segment: Segment::Forwarder,
+                bailiwick: None,
+                query: Some(Bytes::from(p.query)),
+            });
+        }
     }
 
     /// The upstream refused: every query waiting on this socket tries the next upstream now.
