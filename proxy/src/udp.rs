@@ -1,12 +1,13 @@
-//! UDP forwarding: client queries go out with a fresh random ID on a random socket of a rotating
-//! pool per upstream; answers come back byte for byte with only the client's ID restored.
+//! UDP forwarding: client queries go out with fresh random IDs, each batch on a random socket of
+//! a rotating pool per upstream; answers come back byte for byte with only the client's ID restored.
 //!
 //! Each upstream socket is connected to its upstream, so the kernel drops datagrams from any other
 //! address and reports ICMP port-unreachable as ECONNREFUSED, which fails its queries over at once.
 //! Every socket has its own table of queries in flight, locked only by its receive thread, the
 //! listener thread and the sweeper; nothing on the path waits for the pipeline. Listeners and
 //! upstream sockets each have a thread blocked in its receive call, as dnsdist's do: measured
-//! cheaper per query than an event loop (docs/benchmarks.md).
+//! cheaper per query than an event loop (docs/benchmarks.md). Datagrams are taken and sent in
+//! batches (`mmsg`), one system call for all that are waiting.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
