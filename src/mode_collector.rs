@@ -55,10 +55,11 @@ pub fn main(args: CollectorArgs) -> ExitCode {
         Err(e) => return fail(1, format!("cannot start the runtime: {e}")),
     };
     let result = runtime.block_on(async move {
+        let signals = crate::signals::StopSignals::install();
         let collector = Collector::bind(config).await?;
         crate::service::ready("serving");
         collector
-            .serve(crate::signals::wait_for_stop(|| {
+            .serve(crate::signals::wait_for_stop(signals, || {
                 log::warn!("reload: the collector reads its configuration only at start; restart it to apply changes")
             }))
             .await

@@ -4,35 +4,61 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Resolves at the first SIGTERM or SIGINT, and logs which one arrived; calls `on_reload` at
-/// each SIGHUP before that.
-pub async fn wait_for_stop(mut on_reload: impl FnMut()) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        log::error!("cannot install signal handlers; stop with SIGKILL loses the open window");
-        std::future::pending::<()>().await;
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => {
-                crate::service::stopping();
-                log::info!("SIGTERM: stopping");
-                return;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+/// SIGTERM, SIGINT and SIGHUP, caught from the moment this value exists. Modes create it before
+/// they say they are ready: a stop that arrived in between would otherwise take the default
+/// action, killing the process and losing the open window.
+pub struct StopSignals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl StopSignals {
+    /// Registers the handlers. Must run inside a tokio runtime, whose driver delivers them.
+    pub fn install() -> std::io::Result<StopSignals> {
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Resolves at the first SIGTERM or SIGINT, and logs which one arrived; calls `on_reload`
+    /// at each SIGHUP before that.
+    pub async fn wait(mut self, mut on_reload: impl FnMut()) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => {
+                    crate::service::stopping();
+                    log::info!("SIGTERM: stopping");
+                    return;
+                }
+                _ = self.int.recv() => {
+                    crate::service::stopping();
+                    log::info!("SIGINT: stopping");
+                    return;
+                }
+                _ = self.hup.recv() => {
+                    log::info!("SIGHUP: reloading the configuration");
+                    on_reload();
+                }
             }
-            _ = int.recv() => {
-                crate::service::stopping();
-                log::info!("SIGINT: stopping");
-                return;
-            }
-            _ = hup.recv() => {
-                log::info!("SIGHUP: reloading the configuration");
-                on_reload();
-            }
+        }
+    }
+}
+
+/// What [`StopSignals::wait`] does, or, when the handlers could not be installed, logs that and
+/// never resolves.
+pub async fn wait_for_stop(signals: std::io::Result<StopSignals>, on_reload: impl FnMut()) {
+    match signals {
+        Ok(signals) => signals.wait(on_reload).await,
+        Err(e) => {
+            log::error!(
+                "cannot install signal handlers ({e}); stop with SIGKILL loses the open window"
+            );
+            std::future::pending::<()>().await
         }
     }
 }
@@ -63,8 +89,9 @@ pub fn serve_until_stopped<F: std::future::Future>(
 ) -> F::Output {
     runtime.block_on(async move {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let signals = StopSignals::install();
         tokio::spawn(async move {
-            wait_for_stop(on_reload).await;
+            wait_for_stop(signals, on_reload).await;
             let _ = stop_tx.send(true);
         });
         // The sockets are bound and the pipeline runs; the watchdog is pinged from this
@@ -78,19 +105,26 @@ pub fn serve_until_stopped<F: std::future::Future>(
 /// Sets `stop` at the first SIGTERM or SIGINT, from a thread of its own, for loops that poll a
 /// flag instead of awaiting; `on_reload` runs on that thread at each SIGHUP.
 pub fn set_on_stop(stop: Arc<AtomicBool>, on_reload: impl FnMut() + Send + 'static) {
+    // The handlers are registered here, before the caller goes on to say it is ready; only the
+    // waiting happens on the watcher thread.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error!("cannot watch for signals: {e}");
+            return;
+        }
+    };
+    let signals = {
+        let _context = runtime.enter();
+        StopSignals::install()
+    };
     let spawned = std::thread::Builder::new()
         .name("dnsensor-signals".into())
         .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            match runtime {
-                Ok(rt) => rt.block_on(wait_for_stop(on_reload)),
-                Err(e) => {
-                    log::error!("cannot watch for signals: {e}");
-                    return;
-                }
-            }
+            runtime.block_on(wait_for_stop(signals, on_reload));
             stop.store(true, Ordering::Relaxed);
         });
     if let Err(e) = spawned {
