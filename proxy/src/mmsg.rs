@@ -87,16 +87,21 @@ impl RecvBatch {
         self.count
     }
 
-    /// Datagram `i` of the last receive, with its sender when the socket reported one.
-    pub(crate) fn get_mut(&mut self, i: usize) -> (&mut [u8], Option<SocketAddr>) {
-        let start = i * SLOT;
-        (&mut self.bufs[start..start + self.lens[i]], self.from[i])
-    }
-
     /// Datagram `i` of the last receive.
     pub(crate) fn get(&self, i: usize) -> &[u8] {
         let start = i * SLOT;
         &self.bufs[start..start + self.lens[i]]
+    }
+
+    /// Datagram `i` of the last receive, to change in place.
+    pub(crate) fn get_mut(&mut self, i: usize) -> &mut [u8] {
+        let start = i * SLOT;
+        &mut self.bufs[start..start + self.lens[i]]
+    }
+
+    /// The sender of datagram `i`, when the socket reported one.
+    pub(crate) fn sender(&self, i: usize) -> Option<SocketAddr> {
+        self.from[i]
     }
 }
 
@@ -191,9 +196,8 @@ mod tests {
         let mut batch = RecvBatch::new();
         assert_eq!(batch.recv(rx.as_raw_fd()).unwrap(), BATCH);
         for i in 0..BATCH {
-            let (bytes, from) = batch.get_mut(i);
-            assert_eq!(bytes, &[i as u8; 3]);
-            assert_eq!(from, Some(tx.local_addr().unwrap()));
+            assert_eq!(batch.get(i), &[i as u8; 3]);
+            assert_eq!(batch.sender(i), Some(tx.local_addr().unwrap()));
         }
         assert_eq!(batch.recv(rx.as_raw_fd()).unwrap(), 4);
         assert_eq!(batch.get(3), &[19u8; 3]);

@@ -166,7 +166,7 @@ impl Udp {
                 Ok(n) => {
                     let now = Instant::now();
                     for i in 0..n {
-                        let (query, client) = queries.get_mut(i);
+                        let (query, client) = (queries.get(i), queries.sender(i));
                         if let Some(p) = self.accept_query(index, query, client, now) {
                             accepted.push(p);
                         }
@@ -256,11 +256,7 @@ impl Udp {
         }
         let shared = &*self.shared;
         let u = shared.upstreams.choose(0);
-        let pool = &self.pools[u];
-        let socket = pool[rand::random_range(0..pool.len())]
-            .read()
-            .expect("pool")
-            .clone();
+        let socket = self.random_socket(u);
         let mut ids = [0u16; mmsg::BATCH];
         let mut failed: [Option<std::io::Error>; mmsg::BATCH] = Default::default();
         let mut any_failed = false;
@@ -328,11 +324,7 @@ impl Udp {
             let u = shared.upstreams.choose(p.tried);
             p.tried |= 1 << u;
             p.try_deadline = (now + shared.upstream_timeout).min(deadline);
-            let pool = &self.pools[u];
-            let socket = pool[rand::random_range(0..pool.len())]
-                .read()
-                .expect("pool")
-                .clone();
+            let socket = self.random_socket(u);
             let mut pending = socket.pending.lock().expect("pending");
             let Some(id) = free_id(&pending) else {
                 // Tens of thousands in flight on one socket: the upstream is not answering.
@@ -364,6 +356,16 @@ impl Udp {
             }
         }
         self.servfail(&p);
+    }
+
+    /// A socket of upstream `u`'s pool, drawn at random, so that a spoofer must also guess the
+    /// port.
+    fn random_socket(&self, u: usize) -> Arc<UpSocket> {
+        let pool = &self.pools[u];
+        pool[rand::random_range(0..pool.len())]
+            .read()
+            .expect("pool")
+            .clone()
     }
 
     fn servfail(&self, p: &Pending) {
@@ -441,7 +443,7 @@ impl Udp {
         for (i, p) in matched.iter().enumerate().take(n) {
             match p {
                 Some(p) => {
-                    message::set_id(answers.get_mut(i).0, p.client_id);
+                    message::set_id(answers.get_mut(i), p.client_id);
                     count += 1;
                 }
                 // Late (after a timeout), duplicated or forged: the matching query is not waiting.
@@ -454,25 +456,23 @@ impl Udp {
         shared.upstreams.answered(socket.upstream);
         // One send per listener the batch's clients came through; almost always just one.
         let mut sent = [false; mmsg::BATCH];
-        let mut done = [false; mmsg::BATCH];
         let mut datagrams: [(&[u8], Option<SocketAddr>); mmsg::BATCH] = [(&[], None); mmsg::BATCH];
         let mut index = [0usize; mmsg::BATCH];
-        while let Some(listener) = (0..n)
-            .find(|&i| !done[i] && matched[i].is_some())
-            .and_then(|i| matched[i].as_ref().map(|p| p.listener))
-        {
+        for (listener, sock) in self.listeners.iter().enumerate() {
             let mut k = 0;
-            for i in 0..n {
-                if let Some(p) = matched[i].as_ref().filter(|p| p.listener == listener) {
-                    done[i] = true;
+            for (i, p) in matched.iter().enumerate().take(n) {
+                if let Some(p) = p.as_ref().filter(|p| p.listener == listener) {
                     sent[i] = true;
                     datagrams[k] = (answers.get(i), Some(p.client));
                     index[k] = i;
                     k += 1;
                 }
             }
-            let fd = self.listeners[listener].as_raw_fd();
-            sends.send(fd, &datagrams[..k], |j, _| sent[index[j]] = false);
+            if k > 0 {
+                sends.send(sock.as_raw_fd(), &datagrams[..k], |j, _| {
+                    sent[index[j]] = false
+                });
+            }
         }
         let now = Instant::now();
         let time = SystemTime::now();
