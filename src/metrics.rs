@@ -8,6 +8,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -120,12 +121,42 @@ pub fn serve_optional(listener: Option<Listener>, sources: Sources) {
     }
 }
 
+/// How long one connection to the metrics port may stay open, busy or idle. Scrapers simply
+/// reconnect; a client that connects and sends nothing cannot hold a socket for longer.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(10);
+
+/// Connections to the metrics port served at once. One more is closed at once, so the port
+/// cannot be used to exhaust the file descriptors the data path needs.
+pub const MAX_CONNECTIONS: usize = 16;
+
 async fn serve(socket: std::net::TcpListener, sources: Sources) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(socket)?;
     let app = Router::new()
         .route("/metrics", get(scrape))
         .with_state(Arc::new(registry(sources)));
-    axum::serve(listener, app).await
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Typically EMFILE: back off instead of spinning.
+                log::warn!("metrics: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            // Dropping the connection at the deadline closes its socket.
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+            drop(permit);
+        });
+    }
 }
 
 /// A registry holding one collector over `sources`.

@@ -1,5 +1,6 @@
 //! The metrics endpoint: `dnsensor dnstap --metrics` scraped before, during and after a run of
-//! crafted frames, with every counter checked against what was sent and what was written.
+//! crafted frames, with every counter checked against what was sent and what was written; idle
+//! connections to it are closed and capped.
 //!
 //! Frames are made with `common::wire` and sent over one Frame Streams session; no DNS servers
 //! are needed. The scrapes are plain HTTP/1.1 GETs over loopback.
@@ -383,6 +384,38 @@ fn counters_follow_a_dnstap_run() {
             run.stderr
         );
     }
+}
+
+/// A client that connects to the metrics port and sends nothing is disconnected when the
+/// connection's lifetime (10 s) is over, and a connection beyond the cap of 16 is closed at once:
+/// the port cannot hold the process's file descriptors. Scrapes work again afterwards.
+#[test]
+fn idle_metrics_connections_are_closed_and_capped() {
+    let dir = TestDir::new("metrics-idle");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let sensor = Dnsensor::start_with(dir.path(), &["--metrics", &addr]);
+    scrape(port);
+    let connect = || {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics port");
+        // Far beyond the lifetime: a read that waits this long means the server never closed.
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s
+    };
+    let idle: Vec<TcpStream> = (0..16).map(|_| connect()).collect();
+    let closed = |s: &mut TcpStream, which: &str| match s.read(&mut [0u8; 1]) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("{which}: expected the server to close it, got {other:?}"),
+    };
+    // The 17th: refused by closing, without a byte.
+    closed(&mut connect(), "the connection beyond the cap");
+    for (i, mut s) in idle.into_iter().enumerate() {
+        closed(&mut s, &format!("idle connection {i}"));
+    }
+    assert_eq!(http_get(port, "/metrics").status, 200);
+    let run = sensor.finish();
+    assert!(run.status.success(), "{}", run.stderr);
 }
 
 #[test]
