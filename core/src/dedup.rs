@@ -85,6 +85,14 @@ pub struct DedupTable {
     clients: Option<ClientSet>,
 }
 
+/// Where a key lives in one [`DedupTable`]: enough to count it again without its bytes, for as
+/// long as that table is not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRef {
+    hash: u64,
+    start: usize,
+}
+
 #[derive(Debug)]
 struct Slot {
     start: usize,
@@ -133,18 +141,39 @@ impl DedupTable {
     /// a client, or in a table that does not count clients, this is [`DedupTable::observe`].
     #[inline]
     pub fn observe_from(&mut self, key: &[u8], time: u64, client: Option<u64>) {
-        let slot = add_to(
+        self.observe_keyed(key, time, client);
+    }
+
+    /// [`DedupTable::observe_from`], returning where the key lives in this table so that a
+    /// later sighting can be counted with [`DedupTable::observe_again`] without the key's bytes.
+    #[inline]
+    pub fn observe_keyed(&mut self, key: &[u8], time: u64, client: Option<u64>) -> KeyRef {
+        let (hash, slot) = add_to(
             &mut self.slots,
             &mut self.keys,
             &self.hasher,
             key,
             &Entry::once(time),
         );
-        if let (Some(client), Some(set)) = (client, self.clients.as_mut()) {
-            if set.insert(slot.start, client) {
-                slot.entry.clients = slot.entry.clients.saturating_add(1);
-            }
+        count_client(self.clients.as_mut(), slot, client);
+        KeyRef {
+            hash,
+            start: slot.start,
         }
+    }
+
+    /// Counts one more sighting, at `time` by `client`, of a key this table already holds.
+    /// Returns false, counting nothing, when `at` is not one of this table's keys (a [`KeyRef`]
+    /// from a table since taken).
+    #[inline]
+    pub fn observe_again(&mut self, at: KeyRef, time: u64, client: Option<u64>) -> bool {
+        // Arena offsets are unique per key within a table, so they identify the key exactly.
+        let Some(slot) = self.slots.find_mut(at.hash, |s| s.start == at.start) else {
+            return false;
+        };
+        slot.entry.absorb(&Entry::once(time));
+        count_client(self.clients.as_mut(), slot, client);
+        true
     }
 
     /// Pairs not counted because the table's client set was full.
@@ -154,7 +183,7 @@ impl DedupTable {
 
     /// Adds `entry` to the key's entry, inserting the key if it is new.
     fn add(&mut self, key: &[u8], entry: &Entry) -> &mut Slot {
-        add_to(&mut self.slots, &mut self.keys, &self.hasher, key, entry)
+        add_to(&mut self.slots, &mut self.keys, &self.hasher, key, entry).1
     }
 
     /// True once the table holds its cap of keys and should be flushed.
@@ -199,7 +228,7 @@ impl DedupTable {
             }
         }
         for slot in other.slots.iter() {
-            let mine = add_to(
+            let (_, mine) = add_to(
                 &mut self.slots,
                 &mut self.keys,
                 &self.hasher,
@@ -235,14 +264,15 @@ fn hash_key(hasher: &foldhash::fast::RandomState, key: &[u8]) -> u64 {
 }
 
 /// Adds `entry` to the entry of `key`, copying the key into the arena if it is new, and returns
-/// its slot. A free function so callers can hold the slot while touching the table's other fields.
+/// the key's hash and its slot. A free function so callers can hold the slot while touching the
+/// table's other fields.
 fn add_to<'t>(
     slots: &'t mut HashTable<Slot>,
     keys: &mut Vec<u8>,
     hasher: &foldhash::fast::RandomState,
     key: &[u8],
     entry: &Entry,
-) -> &'t mut Slot {
+) -> (u64, &'t mut Slot) {
     let hash = hash_key(hasher, key);
     let arena = &*keys;
     match slots.entry(
@@ -253,20 +283,30 @@ fn add_to<'t>(
         hashbrown::hash_table::Entry::Occupied(slot) => {
             let slot = slot.into_mut();
             slot.entry.absorb(entry);
-            slot
+            (hash, slot)
         }
         hashbrown::hash_table::Entry::Vacant(vacant) => {
             let start = keys.len();
             keys.extend_from_slice(key);
             let mut fresh = *entry;
             fresh.clients = 0;
-            vacant
+            let slot = vacant
                 .insert(Slot {
                     start,
                     len: key.len(),
                     entry: fresh,
                 })
-                .into_mut()
+                .into_mut();
+            (hash, slot)
+        }
+    }
+}
+
+/// Counts `client` for the slot's key if the table counts clients and the pair is new.
+fn count_client(clients: Option<&mut ClientSet>, slot: &mut Slot, client: Option<u64>) {
+    if let (Some(client), Some(set)) = (client, clients) {
+        if set.insert(slot.start, client) {
+            slot.entry.clients = slot.entry.clients.saturating_add(1);
         }
     }
 }

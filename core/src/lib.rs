@@ -4,6 +4,7 @@
 pub mod cof;
 pub mod dedup;
 mod handoff;
+pub mod memo;
 pub mod observation;
 pub mod output;
 pub mod pipeline;

@@ -10,10 +10,11 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::cof::CofEncoder;
 use crate::dedup::DedupTable;
+use crate::memo::ResponseMemo;
 use crate::output::Sink;
 use crate::privacy::{ClientHasher, PrivacyFilter};
 use crate::rrset::{ExtractStats, Extractor, KeyView};
-use crate::Observation;
+use crate::{Observation, Segment};
 
 pub use crate::handoff::{Batcher, Handoff, ObservationReceiver};
 
@@ -255,6 +256,7 @@ impl Pipeline {
                 extractor: Extractor::with_privacy(config.privacy.clone()),
                 totals: ExtractStats::default(),
                 client_hasher: client_hasher.clone(),
+                memo: ResponseMemo::new(),
             };
             handles.push(
                 std::thread::Builder::new()
@@ -355,6 +357,15 @@ pub fn record_observation(
     client_hasher: Option<&ClientHasher>,
     obs: &Observation,
 ) {
+    let (time, client) = time_and_client(client_hasher, obs);
+    extractor.extract(&obs.response, obs.bailiwick.as_deref(), totals, |key| {
+        table.observe_from(key, time, client)
+    });
+}
+
+/// An observation's Unix time, and its client's keyed hash when clients are counted.
+#[inline]
+fn time_and_client(client_hasher: Option<&ClientHasher>, obs: &Observation) -> (u64, Option<u64>) {
     let time = obs
         .time
         .duration_since(UNIX_EPOCH)
@@ -365,9 +376,7 @@ pub fn record_observation(
         (Some(hasher), Some(addr)) => Some(hasher.hash(addr.ip())),
         _ => None,
     };
-    extractor.extract(&obs.response, obs.bailiwick.as_deref(), totals, |key| {
-        table.observe_from(key, time, client)
-    });
+    (time, client)
 }
 
 struct Worker {
@@ -380,6 +389,9 @@ struct Worker {
     totals: ExtractStats,
     /// Present with `client_counts`: hashes client addresses before they reach the table.
     client_hasher: Option<ClientHasher>,
+    /// Answers from a forwarder repeat byte for byte (a proxy's popular names): counted again
+    /// without a second extraction. Cleared with every table sent and every new privacy filter.
+    memo: ResponseMemo,
 }
 
 impl Worker {
@@ -403,6 +415,7 @@ impl Worker {
                             self.process(batch);
                         }
                         self.extractor.set_privacy(filter);
+                        self.memo.clear();
                     }
                     Ok(WorkerControl::Stop) | Err(_) => {
                         while let Ok(batch) = self.input.try_recv() {
@@ -418,13 +431,25 @@ impl Worker {
 
     fn process(&mut self, batch: Vec<Observation>) {
         for obs in &batch {
-            record_observation(
-                &mut self.extractor,
-                &mut self.table,
-                &mut self.totals,
-                self.client_hasher.as_ref(),
-                obs,
-            );
+            if obs.segment == Segment::Forwarder && obs.bailiwick.is_none() {
+                let (time, client) = time_and_client(self.client_hasher.as_ref(), obs);
+                self.memo.record(
+                    &mut self.extractor,
+                    &mut self.table,
+                    &mut self.totals,
+                    &obs.response,
+                    time,
+                    client,
+                );
+            } else {
+                record_observation(
+                    &mut self.extractor,
+                    &mut self.table,
+                    &mut self.totals,
+                    self.client_hasher.as_ref(),
+                    obs,
+                );
+            }
             if self.table.is_full() {
                 self.send(PartKind::Early);
             }
@@ -434,6 +459,8 @@ impl Worker {
 
     fn send(&mut self, kind: PartKind) {
         let table = self.table.take();
+        // The remembered keys lived in the table just taken.
+        self.memo.clear();
         // The flusher only goes away after every worker's final part, so this cannot fail
         // unless the flusher panicked; then the records are lost and that was logged.
         let _ = self.parts.send(Part { table, kind });
