@@ -256,7 +256,7 @@ impl Pipeline {
                 extractor: Extractor::with_privacy(config.privacy.clone()),
                 totals: ExtractStats::default(),
                 client_hasher: client_hasher.clone(),
-                memo: ResponseMemo::new(),
+                memo: None,
             };
             handles.push(
                 std::thread::Builder::new()
@@ -390,8 +390,9 @@ struct Worker {
     /// Present with `client_counts`: hashes client addresses before they reach the table.
     client_hasher: Option<ClientHasher>,
     /// Answers from a forwarder repeat byte for byte (a proxy's popular names): counted again
-    /// without a second extraction. Cleared with every table sent and every new privacy filter.
-    memo: ResponseMemo,
+    /// without a second extraction. Cleared with every table sent and every new privacy filter;
+    /// made at the first forwarder answer, so other sources never pay for its memory.
+    memo: Option<ResponseMemo>,
 }
 
 impl Worker {
@@ -415,7 +416,7 @@ impl Worker {
                             self.process(batch);
                         }
                         self.extractor.set_privacy(filter);
-                        self.memo.clear();
+                        self.forget_responses();
                     }
                     Ok(WorkerControl::Stop) | Err(_) => {
                         while let Ok(batch) = self.input.try_recv() {
@@ -433,7 +434,7 @@ impl Worker {
         for obs in &batch {
             if obs.segment == Segment::Forwarder && obs.bailiwick.is_none() {
                 let (time, client) = time_and_client(self.client_hasher.as_ref(), obs);
-                self.memo.record(
+                self.memo.get_or_insert_with(ResponseMemo::new).record(
                     &mut self.extractor,
                     &mut self.table,
                     &mut self.totals,
@@ -457,10 +458,16 @@ impl Worker {
         self.stats.publish(&self.totals);
     }
 
+    fn forget_responses(&mut self) {
+        if let Some(memo) = self.memo.as_mut() {
+            memo.clear();
+        }
+    }
+
     fn send(&mut self, kind: PartKind) {
         let table = self.table.take();
         // The remembered keys lived in the table just taken.
-        self.memo.clear();
+        self.forget_responses();
         // The flusher only goes away after every worker's final part, so this cannot fail
         // unless the flusher panicked; then the records are lost and that was logged.
         let _ = self.parts.send(Part { table, kind });
