@@ -115,25 +115,20 @@ impl ResponseMemo {
 mod tests {
     use super::*;
     use crate::privacy::{PrivacyConfig, PrivacyFilter};
+    use crate::wire::test_builder::{Builder, AN};
     use proptest::prelude::*;
 
     /// A response for `name` A with one address per entry of `last`, in answer, with ID `id`.
     fn answer(id: u16, name: &str, ttl: u32, last: &[u8]) -> Vec<u8> {
-        let mut m = Vec::new();
-        m.extend_from_slice(&id.to_be_bytes());
-        m.extend_from_slice(&[0x81, 0x80, 0, 1]);
-        m.extend_from_slice(&(last.len() as u16).to_be_bytes());
-        m.extend_from_slice(&[0, 0, 0, 0]);
-        for label in name.split('.').filter(|l| !l.is_empty()) {
-            m.push(label.len() as u8);
-            m.extend_from_slice(label.as_bytes());
-        }
-        m.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let mut b = Builder::response();
+        b.ttl(ttl).question(name, 1);
         for &l in last {
-            m.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1]);
-            m.extend_from_slice(&ttl.to_be_bytes());
-            m.extend_from_slice(&[0, 4, 192, 0, 2, l]);
+            b.rr(AN, name, 1, 1, |b| {
+                b.raw(&[192, 0, 2, l]);
+            });
         }
+        let mut m = b.finish();
+        m[..2].copy_from_slice(&id.to_be_bytes());
         m
     }
 

@@ -590,6 +590,8 @@ pub(crate) mod test_builder {
         counts: [u16; 4],
         /// Suffixes already written (exact text, lowercase or not) and where they start.
         suffixes: Vec<(String, usize)>,
+        /// TTL of the records written from here on.
+        ttl: u32,
     }
 
     /// Section index for [`Builder::rr`].
@@ -611,7 +613,14 @@ pub(crate) mod test_builder {
                 buf,
                 counts: [0; 4],
                 suffixes: Vec::new(),
+                ttl: 300,
             }
+        }
+
+        /// Sets the TTL of the records written from here on (300 unless set).
+        pub(crate) fn ttl(&mut self, ttl: u32) -> &mut Self {
+            self.ttl = ttl;
+            self
         }
 
         pub(crate) fn pos(&self) -> usize {
@@ -669,10 +678,11 @@ pub(crate) mod test_builder {
             class: u16,
             rdata: impl FnOnce(&mut Builder),
         ) -> &mut Self {
+            let ttl = self.ttl;
             self.name(owner)
                 .u16(rtype)
                 .u16(class)
-                .raw(&300u32.to_be_bytes());
+                .raw(&ttl.to_be_bytes());
             let len_at = self.pos();
             self.u16(0);
             rdata(self);

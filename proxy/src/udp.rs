@@ -269,8 +269,7 @@ impl Udp {
                 continue;
             };
             message::set_id(&mut p.query, id);
-            p.tried |= 1 << u;
-            p.try_deadline = (now + shared.upstream_timeout).min(p.started + shared.query_timeout);
+            self.start_try(&mut p, u, now);
             pending.insert(id, p);
             ids[queued] = id;
             queued += 1;
@@ -292,15 +291,8 @@ impl Udp {
             let Some(p) = pending.remove(id) else {
                 continue;
             };
-            if e.kind() == ErrorKind::ConnectionRefused {
+            if self.refused_or_dropped(u, &e) {
                 retry.push(p);
-            } else {
-                // A full send buffer: drop the query rather than wait; the client retries.
-                log::debug!(
-                    "proxy: send to upstream {}: {e}",
-                    shared.upstreams.get(u).addr
-                );
-                shared.stats.count(&shared.stats.dropped);
             }
         }
         drop(pending);
@@ -322,8 +314,7 @@ impl Udp {
                 break;
             }
             let u = shared.upstreams.choose(p.tried);
-            p.tried |= 1 << u;
-            p.try_deadline = (now + shared.upstream_timeout).min(deadline);
+            self.start_try(&mut p, u, now);
             let socket = self.random_socket(u);
             let mut pending = socket.pending.lock().expect("pending");
             let Some(id) = free_id(&pending) else {
@@ -339,23 +330,38 @@ impl Udp {
                     pending.insert(id, p);
                     return;
                 }
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-                    drop(pending);
-                    shared.upstreams.refused(u);
-                }
                 Err(e) => {
-                    // A full send buffer: drop the query rather than wait; the client retries.
                     drop(pending);
-                    log::debug!(
-                        "proxy: send to upstream {}: {e}",
-                        shared.upstreams.get(u).addr
-                    );
-                    shared.stats.count(&shared.stats.dropped);
-                    return;
+                    if !self.refused_or_dropped(u, &e) {
+                        return;
+                    }
+                    shared.upstreams.refused(u);
                 }
             }
         }
         self.servfail(&p);
+    }
+
+    /// Marks `p` as trying upstream `u` from `now`, until the upstream timeout or the query's
+    /// own deadline, whichever comes first.
+    fn start_try(&self, p: &mut Pending, u: usize, now: Instant) {
+        let shared = &*self.shared;
+        p.tried |= 1 << u;
+        p.try_deadline = (now + shared.upstream_timeout).min(p.started + shared.query_timeout);
+    }
+
+    /// A send to upstream `u` failed: true when the upstream refused (the query fails over);
+    /// otherwise (a full send buffer) the query is dropped rather than waited for, and counted.
+    fn refused_or_dropped(&self, u: usize, e: &std::io::Error) -> bool {
+        if e.kind() == ErrorKind::ConnectionRefused {
+            return true;
+        }
+        log::debug!(
+            "proxy: send to upstream {}: {e}",
+            self.shared.upstreams.get(u).addr
+        );
+        self.shared.stats.count(&self.shared.stats.dropped);
+        false
     }
 
     /// A socket of upstream `u`'s pool, drawn at random, so that a spoofer must also guess the
