@@ -201,7 +201,7 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "SECS")]
     pub tcp_lifetime: Option<u64>,
     /// Threads of the event loop that serves TCP, health checks and timeouts (UDP has a
-    /// receive thread per listener and per upstream socket). Default: 1.
+    /// receive thread per listener and an answer thread per upstream). Default: 1.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// After binding the listeners, drop privileges to this user (and its group).

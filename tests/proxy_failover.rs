@@ -12,25 +12,13 @@ use std::time::{Duration, Instant};
 
 use common::expect::summary_value;
 use common::proxy::{
-    addr, answer_difference, ask, assert_same_answer, describe, dig_text, noise, port53,
-    start_proxy, tcp_connect, tcp_exchange, tcp_frame, tcp_read_msg, udp_exchange, Header, Query,
-    Transport, Upstream, NOERROR, REFUSED, SERVFAIL,
+    addr, answer_difference, ask, assert_same_answer, describe, dig_text, finish_proxy, noise,
+    port53, start_proxy, tcp_connect, tcp_exchange, tcp_frame, tcp_read_msg, udp_exchange, Header,
+    Query, Transport, Upstream, NOERROR, REFUSED, SERVFAIL,
 };
-use common::{parse_cof, Cof, Dnsensor, DnsensorRun, TestDir};
+use common::{parse_cof, Cof, DnsensorRun, TestDir};
 
 const W: u8 = 7;
-
-/// Stops the proxy and checks it exits successfully after SIGTERM.
-fn finish(proxy: Dnsensor) -> DnsensorRun {
-    let run = proxy.finish();
-    assert!(
-        run.status.success(),
-        "proxy exit {}:\n{}",
-        run.status,
-        run.stderr
-    );
-    run
-}
 
 fn summary(run: &DnsensorRun, key: &str) -> Option<u64> {
     summary_value(&run.stderr, key)
@@ -84,7 +72,7 @@ fn dead_upstream_gives_servfail_within_the_query_timeout() {
             }
         }
     }
-    let run = finish(proxy);
+    let run = finish_proxy(proxy);
     assert!(
         problems.is_empty(),
         "{}\n{}",
@@ -154,7 +142,7 @@ fn first_upstream_dead_the_second_answers_every_query() {
             }
         }
     }
-    let run = finish(proxy);
+    let run = finish_proxy(proxy);
     assert!(
         problems.is_empty(),
         "{} of {total} queries failed with the first upstream dead:\n{}\n{}",
@@ -231,7 +219,7 @@ fn clients_outside_allow_are_refused() {
             "{what}: dig +tcp from {allowed}: want the answer:\n{dig}"
         );
 
-        let run = finish(proxy);
+        let run = finish_proxy(proxy);
         // `queries` counts the queries accepted for forwarding; refused ones apart.
         for (key, want) in [
             ("refused", 2),
@@ -385,7 +373,7 @@ fn garbage_and_responses_sent_to_the_proxy_do_not_kill_it() {
     drop(c);
     drop(quiet);
     check_alive("everything");
-    let run = finish(proxy);
+    let run = finish_proxy(proxy);
     assert_eq!(summary(&run, "servfail"), Some(0), "{}", run.stderr);
     assert_eq!(
         Header::parse(&want).rcode(),

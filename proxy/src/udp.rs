@@ -3,15 +3,16 @@
 //!
 //! Each upstream socket is connected to its upstream, so the kernel drops datagrams from any other
 //! address and reports ICMP port-unreachable as ECONNREFUSED, which fails its queries over at once.
-//! Every socket has its own table of queries in flight, locked only by its receive thread, the
-//! listener thread and the sweeper; nothing on the path waits for the pipeline. Listeners and
-//! upstream sockets each have a thread blocked in its receive call, as dnsdist's do: measured
-//! cheaper per query than an event loop (docs/benchmarks.md). Datagrams are taken and sent in
-//! batches (`mmsg`), one system call for all that are waiting.
+//! Every socket has its own table of queries in flight, locked only by the answer thread, the
+//! listener thread and the sweeper; nothing on the path waits for the pipeline. Each listener has
+//! a thread blocked in its receive call, as dnsdist's do: measured cheaper per query than an event
+//! loop (docs/benchmarks.md). Each upstream has one answer thread that waits on every socket of
+//! its pool at once (epoll), so a pool of ports costs no extra threads or wake-ups. Datagrams are
+//! taken and sent in batches (`mmsg`), one system call for all that are waiting.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use dnsensor_core::pipeline::Batcher;
 use dnsensor_core::{Observation, Segment, Transport};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 use crate::message::{self, Rcode};
 use crate::mmsg::{self, RecvBatch, SendBatch};
@@ -37,9 +39,9 @@ const ROTATE_EVERY: Duration = Duration::from_secs(1);
 /// the SERVFAIL deadline.
 const SWEEP_EVERY: Duration = Duration::from_millis(25);
 
-/// The receive timeout of upstream sockets: how long an answer's observation may wait for
-/// others before it is handed to the pipeline, and how soon a retired socket's thread ends.
-const HANDOFF_DELAY: Duration = Duration::from_millis(50);
+/// How long an answer thread waits for the next answer before it hands the observations it holds
+/// to the pipeline; also how soon it sees a shutdown. In milliseconds, as epoll takes it.
+const HANDOFF_DELAY_MS: u16 = 50;
 
 /// Kernel receive buffer asked for on each upstream socket.
 const UPSTREAM_RECV_BUFFER: usize = 1 << 20;
@@ -60,20 +62,61 @@ type PendingTable = hashbrown::HashMap<u16, Pending, foldhash::fast::RandomState
 
 /// One socket towards one upstream.
 struct UpSocket {
-    /// Blocking, with a receive timeout: its own thread waits in `recv`.
+    /// Non-blocking: its upstream's answer thread learns from epoll when answers wait.
     sock: StdUdpSocket,
     upstream: usize,
     pending: Mutex<PendingTable>,
-    /// Tells a retired socket's receive thread to end (it looks at each receive timeout).
-    stop: AtomicBool,
 }
 
 /// A socket the sweeper looks after; `retired` is when it left its pool.
 struct Tracked {
     socket: Arc<UpSocket>,
     retired: Option<Instant>,
-    /// Its receive thread, joined at shutdown so that its staged observations are handed over.
-    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What one upstream's answer thread waits on: every socket of its pool, and retired ones
+/// until their last query is settled.
+struct AnswerSockets {
+    epoll: Epoll,
+    /// The sockets registered with `epoll`; the thread keeps its own copy, taken again when
+    /// `changed` is set, so that it locks nothing per answer.
+    sockets: Mutex<Vec<Arc<UpSocket>>>,
+    changed: AtomicBool,
+}
+
+impl AnswerSockets {
+    fn new() -> std::io::Result<AnswerSockets> {
+        Ok(AnswerSockets {
+            epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+            sockets: Mutex::new(Vec::new()),
+            changed: AtomicBool::new(false),
+        })
+    }
+
+    fn add(&self, socket: Arc<UpSocket>) -> std::io::Result<()> {
+        let fd = socket.sock.as_raw_fd();
+        let event = EpollEvent::new(EpollFlags::EPOLLIN, fd as u64);
+        self.epoll.add(&socket.sock, event)?;
+        self.sockets.lock().expect("sockets").push(socket);
+        self.changed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn remove(&self, socket: &Arc<UpSocket>) {
+        let _ = self.epoll.delete(&socket.sock);
+        self.sockets
+            .lock()
+            .expect("sockets")
+            .retain(|s| !Arc::ptr_eq(s, socket));
+        self.changed.store(true, Ordering::Release);
+    }
+
+    /// Takes a new copy of the sockets when they changed since the last one.
+    fn refresh(&self, copy: &mut Vec<Arc<UpSocket>>) {
+        if self.changed.swap(false, Ordering::Acquire) {
+            copy.clone_from(&self.sockets.lock().expect("sockets"));
+        }
+    }
 }
 
 /// The UDP side of the proxy.
@@ -85,6 +128,12 @@ pub(crate) struct Udp {
     listeners: Vec<Arc<StdUdpSocket>>,
     /// One pool of sockets per upstream, in upstream order.
     pools: Vec<Vec<RwLock<Arc<UpSocket>>>>,
+    /// What each upstream's answer thread waits on, in upstream order.
+    answer_sockets: Vec<AnswerSockets>,
+    /// The answer threads, joined at shutdown so that the observations they hold are handed over.
+    answer_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Tells the answer threads to end (each looks at least every `HANDOFF_DELAY_MS`).
+    stop: AtomicBool,
     /// Every upstream socket whose queries may still be in flight, for the sweeper.
     tracked: Mutex<Vec<Tracked>>,
 }
@@ -98,8 +147,8 @@ pub(crate) fn unspecified(addr: SocketAddr) -> SocketAddr {
 }
 
 impl Udp {
-    /// Opens the upstream sockets and starts every task: one per listener, one per upstream
-    /// socket, and the sweeper. Must run inside the runtime.
+    /// Opens the upstream sockets and starts every task: a thread per listener, an answer thread
+    /// per upstream, and the sweeper. Must run inside the runtime.
     pub(crate) fn start(
         shared: Arc<Shared>,
         listeners: Vec<StdUdpSocket>,
@@ -119,14 +168,27 @@ impl Udp {
             }
             pools.push(pool);
         }
+        let answer_sockets = (0..pools.len())
+            .map(|_| AnswerSockets::new())
+            .collect::<std::io::Result<Vec<_>>>()?;
         let udp = Arc::new(Udp {
             shared,
             listeners,
             pools,
+            answer_sockets,
+            answer_threads: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
             tracked: Mutex::new(Vec::new()),
         });
         for s in fresh {
             udp.track(s)?;
+        }
+        for u in 0..udp.pools.len() {
+            let answers = udp.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("dnsensor-upstream-{u}"))
+                .spawn(move || answers.receive_answers(u))?;
+            udp.answer_threads.lock().expect("threads").push(thread);
         }
         for i in 0..udp.listeners.len() {
             let udp = udp.clone();
@@ -139,17 +201,12 @@ impl Udp {
         Ok(udp)
     }
 
-    /// Starts the receive thread of a new upstream socket and hands it to the sweeper.
-    fn track(self: &Arc<Self>, socket: Arc<UpSocket>) -> std::io::Result<()> {
-        let udp = self.clone();
-        let s = socket.clone();
-        let thread = std::thread::Builder::new()
-            .name("dnsensor-upstream".into())
-            .spawn(move || udp.receive_answers(s))?;
+    /// Hands a new upstream socket to its upstream's answer thread and to the sweeper.
+    fn track(&self, socket: Arc<UpSocket>) -> std::io::Result<()> {
+        self.answer_sockets[socket.upstream].add(socket.clone())?;
         self.tracked.lock().expect("tracked").push(Tracked {
             socket,
             retired: None,
-            thread: Some(thread),
         });
         Ok(())
     }
@@ -181,16 +238,11 @@ impl Udp {
         }
     }
 
-    /// Stops every upstream receive thread and waits for them, so that the observations they
-    /// hold reach the pipeline before it shuts down. The listener threads end with the process.
+    /// Stops the answer threads and waits for them, so that the observations they hold reach
+    /// the pipeline before it shuts down. The listener threads end with the process.
     pub(crate) fn shutdown(&self) {
-        let threads: Vec<_> = {
-            let mut tracked = self.tracked.lock().expect("tracked");
-            for t in tracked.iter() {
-                t.socket.stop.store(true, Ordering::Relaxed);
-            }
-            tracked.iter_mut().filter_map(|t| t.thread.take()).collect()
-        };
+        self.stop.store(true, Ordering::Relaxed);
+        let threads = std::mem::take(&mut *self.answer_threads.lock().expect("threads"));
         for t in threads {
             let _ = t.join();
         }
@@ -385,37 +437,61 @@ impl Udp {
         let _ = self.send_to_client(p.listener, &out, p.client);
     }
 
-    /// Receives one socket's answers until it is retired, a batch per system call. Runs on its
-    /// own thread, blocked in the receive call like dnsdist's responder threads: no event loop
-    /// between the kernel and the answer.
-    fn receive_answers(self: Arc<Self>, socket: Arc<UpSocket>) {
-        let fd = socket.sock.as_raw_fd();
+    /// Receives upstream `u`'s answers on every socket of its pool until shutdown, a batch per
+    /// ready socket and system call. Runs on its own thread, like dnsdist's responder threads.
+    fn receive_answers(self: Arc<Self>, u: usize) {
+        let waits = &self.answer_sockets[u];
+        let mut sockets: Vec<Arc<UpSocket>> = Vec::new();
+        let mut events = [EpollEvent::empty(); 8];
         let mut answers = RecvBatch::new();
         let mut sends = SendBatch::new();
         let mut batcher = self.shared.handoff.batcher();
-        loop {
-            match answers.recv(fd) {
-                Ok(_) => {
-                    self.on_answers(&socket, &mut answers, &mut sends, &mut batcher);
-                    if socket.stop.load(Ordering::Relaxed) {
-                        return;
-                    }
+        while !self.stop.load(Ordering::Relaxed) {
+            let ready = match waits.epoll.wait(&mut events, HANDOFF_DELAY_MS) {
+                Ok(ready) => ready,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    log::warn!("proxy: waiting for upstream answers: {e}");
+                    std::thread::sleep(Duration::from_millis(u64::from(HANDOFF_DELAY_MS)));
+                    continue;
                 }
-                // The receive timeout: a quiet moment. Observations waited for company until
-                // now (a batch per answer would wake a pipeline worker per answer).
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    batcher.flush();
-                    if socket.stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-                    self.shared.upstreams.refused(socket.upstream);
-                    self.fail_over_all(&socket);
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => log::debug!("proxy: upstream socket: {e}"),
+            };
+            if ready == 0 {
+                // A quiet moment. Observations waited for company until now (a batch per
+                // answer would wake a pipeline worker per answer).
+                batcher.flush();
+                continue;
             }
+            waits.refresh(&mut sockets);
+            for event in &events[..ready] {
+                // A socket removed since this copy was taken is still open (the copy holds
+                // it), so its descriptor cannot name another socket yet.
+                let fd = event.data() as RawFd;
+                let Some(socket) = sockets.iter().find(|s| s.sock.as_raw_fd() == fd) else {
+                    continue;
+                };
+                self.receive_from(socket, &mut answers, &mut sends, &mut batcher);
+            }
+        }
+        batcher.flush();
+    }
+
+    /// Takes the answers waiting on one upstream socket and forwards them.
+    fn receive_from(
+        &self,
+        socket: &UpSocket,
+        answers: &mut RecvBatch,
+        sends: &mut SendBatch,
+        batcher: &mut Batcher,
+    ) {
+        match answers.recv(socket.sock.as_raw_fd()) {
+            Ok(_) => self.on_answers(socket, answers, sends, batcher),
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                self.shared.upstreams.refused(socket.upstream);
+                self.fail_over_all(socket);
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+            Err(e) => log::debug!("proxy: upstream socket: {e}"),
         }
     }
 
@@ -546,7 +622,7 @@ impl Udp {
                     if now >= at + grace
                         || t.socket.pending.lock().expect("pending").is_empty() =>
                 {
-                    t.socket.stop.store(true, Ordering::Relaxed);
+                    self.answer_sockets[t.socket.upstream].remove(&t.socket);
                     false
                 }
                 _ => true,
@@ -575,7 +651,7 @@ impl Udp {
     }
 
     /// Replaces socket `slot` of every pool with one on a new port.
-    fn rotate(self: &Arc<Self>, slot: usize, now: Instant) {
+    fn rotate(&self, slot: usize, now: Instant) {
         for (u, pool) in self.pools.iter().enumerate() {
             let fresh = match open_upstream_socket(&self.shared, u) {
                 Ok(s) => Arc::new(s),
@@ -586,9 +662,9 @@ impl Udp {
                     continue;
                 }
             };
-            // Its receive thread runs before any query can go out on it.
+            // Its answers are waited for before any query can go out on it.
             if let Err(e) = self.track(fresh.clone()) {
-                log::warn!("proxy: cannot start a receive thread: {e}; keeping the old socket");
+                log::warn!("proxy: cannot wait on a new upstream socket: {e}; keeping the old one");
                 continue;
             }
             let old = std::mem::replace(&mut *pool[slot].write().expect("pool"), fresh);
@@ -617,11 +693,10 @@ fn open_upstream_socket(shared: &Shared, u: usize) -> std::io::Result<UpSocket> 
     let _ = sock.set_recv_buffer_size(UPSTREAM_RECV_BUFFER);
     sock.bind(&unspecified(addr).into())?;
     sock.connect(&addr.into())?;
-    sock.set_read_timeout(Some(HANDOFF_DELAY))?;
+    sock.set_nonblocking(true)?;
     Ok(UpSocket {
         sock: sock.into(),
         upstream: u,
         pending: Mutex::new(PendingTable::default()),
-        stop: AtomicBool::new(false),
     })
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::expect::tokens;
 use super::wire::wire_name;
-use super::{render_file, require_program, Daemon, Dnsensor};
+use super::{render_file, require_program, Daemon, Dnsensor, DnsensorRun};
 
 /// The plain test zone.
 pub const PROXY_ZONE: &str = "proxy.test.";
@@ -709,6 +709,18 @@ pub fn start_proxy(dir: &Path, listen: &[&str], upstreams: &[&str], extra: &[&st
     ]);
     args.extend(extra.iter().map(|s| s.to_string()));
     Dnsensor::start_logging(dir, out, &args, "proxy: ready")
+}
+
+/// Stops the proxy and checks it exits successfully after SIGTERM.
+pub fn finish_proxy(proxy: Dnsensor) -> DnsensorRun {
+    let run = proxy.finish();
+    assert!(
+        run.status.success(),
+        "proxy exit {}:\n{}",
+        run.status,
+        run.stderr
+    );
+    run
 }
 
 /// Deterministic "random" bytes (xorshift32).
