@@ -25,13 +25,14 @@ const TOKEN: &str = "test-token-7f3a9c";
 /// Names the capture must never show in plain text outside the collector (they are in QUERIES).
 const QNAMES: &[&str] = &["www.d1.com", "alias2.d1.com", "web.d3.net", "txt.d1.com"];
 
-/// The dnstap capture of the world answering QUERIES, recorded once per test binary.
-fn capture() -> &'static Path {
-    static CAPTURE: OnceLock<(TestDir, PathBuf)> = OnceLock::new();
-    &CAPTURE.get_or_init(record_capture).1
+/// The dnstap capture of the world answering QUERIES, recorded once per test binary. Kept in
+/// memory: a static is never dropped, so a directory held by one would outlive every run.
+fn capture() -> &'static [u8] {
+    static CAPTURE: OnceLock<Vec<u8>> = OnceLock::new();
+    CAPTURE.get_or_init(record_capture)
 }
 
-fn record_capture() -> (TestDir, PathBuf) {
+fn record_capture() -> Vec<u8> {
     let dir = TestDir::new("delivery-capture");
     let world = World::start(3, &dir.sub("world"));
     let sock = dir.path().join("capture.sock");
@@ -51,9 +52,13 @@ fn record_capture() -> (TestDir, PathBuf) {
     resolver.stop();
     thread::sleep(Duration::from_millis(500));
     capture.stop(Duration::from_secs(10));
-    let size = fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-    assert!(size > 1000, "the capture is only {size} bytes");
-    (dir, file)
+    let bytes = fs::read(&file).unwrap_or_default();
+    assert!(
+        bytes.len() > 1000,
+        "the capture is only {} bytes",
+        bytes.len()
+    );
+    bytes
 }
 
 fn wait_for_path(path: &Path, daemon: &mut Daemon) {
@@ -69,13 +74,15 @@ fn wait_for_path(path: &Path, daemon: &mut Daemon) {
     }
 }
 
-/// Replays the capture into a listening `dnsensor dnstap` on `sock`.
+/// Replays the capture into a listening `dnsensor dnstap` on `sock`, from a copy beside it.
 fn replay(sock: &Path) {
+    let file = sock.with_file_name("capture.fstrm");
+    fs::write(&file, capture()).expect("write the capture");
     let status = Command::new(require_program("fstrm_replay", "fstrm-bin"))
         .args(["-t", DNSTAP_CONTENT_TYPE, "-u"])
         .arg(sock)
         .arg("-r")
-        .arg(capture())
+        .arg(&file)
         .stdout(Stdio::null())
         .status()
         .expect("run fstrm_replay");
