@@ -44,7 +44,8 @@ pub fn question_span(msg: &[u8]) -> Option<std::ops::Range<usize>> {
             at += 1;
             break;
         }
-        if len & 0xC0 != 0 || at - HEADER_LEN + len + 1 > 255 {
+        // The name so far, this label and the root label still to come: at most 255 bytes.
+        if len & 0xC0 != 0 || at - HEADER_LEN + 1 + len + 1 > 255 {
             return None;
         }
         at += 1 + len;
@@ -86,6 +87,7 @@ pub fn error_answer(query: &[u8], rcode: Rcode, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn query(name: &[&str], qtype: u16) -> Vec<u8> {
         let mut m = vec![0x12, 0x34, 0x01, 0x20, 0, 1, 0, 0, 0, 0, 0, 0];
@@ -112,6 +114,22 @@ mod tests {
         assert_eq!(question_span(&pointer), None);
     }
 
+    /// RFC 1035 caps a name at 255 bytes, length bytes and the root label included.
+    #[test]
+    fn a_question_name_is_at_most_255_bytes() {
+        // Four labels of 62 bytes and one of `last`: 4 * 63 + (1 + last) + 1 bytes in all.
+        let name = |last: usize| -> Vec<String> {
+            let mut labels = vec!["x".repeat(62); 4];
+            labels.push("y".repeat(last));
+            labels
+        };
+        let q =
+            |labels: &[String]| query(&labels.iter().map(String::as_str).collect::<Vec<_>>(), 1);
+        let longest = q(&name(1));
+        assert_eq!(question_span(&longest), Some(12..12 + 255 + 4));
+        assert_eq!(question_span(&q(&name(2))), None, "a 256-byte name");
+    }
+
     #[test]
     fn error_answer_keeps_id_opcode_rd_and_question() {
         let q = query(&["a", "test"], 28);
@@ -125,6 +143,85 @@ mod tests {
         assert!(same_question(&q, &out));
         error_answer(&q[..5], Rcode::ServFail, &mut out);
         assert!(out.is_empty(), "no header, no answer");
+    }
+
+    /// The checks every message must pass, whatever its bytes; shared with the fuzz target's
+    /// idea of the same rules.
+    fn check_any(msg: &[u8]) -> Result<(), TestCaseError> {
+        prop_assert_eq!(id(msg).is_some(), msg.len() >= HEADER_LEN);
+        let span = question_span(msg);
+        if let Some(span) = &span {
+            prop_assert_eq!(span.start, HEADER_LEN);
+            prop_assert!(span.end <= msg.len());
+            // A name of uncompressed labels ending in the root label, then type and class.
+            prop_assert!(span.len() >= 5 && span.len() - 4 <= 255);
+            prop_assert_eq!(msg[span.end - 5], 0);
+        }
+        let mut out = Vec::new();
+        error_answer(msg, Rcode::ServFail, &mut out);
+        prop_assert!(
+            out.len() <= msg.len(),
+            "an error answer never outgrows its query"
+        );
+        if msg.len() < HEADER_LEN {
+            prop_assert!(out.is_empty());
+            return Ok(());
+        }
+        prop_assert_eq!(id(&out), id(msg));
+        prop_assert!(is_response(&out));
+        prop_assert!(!is_truncated(&out));
+        prop_assert_eq!(out[3] & 0x0F, Rcode::ServFail as u8);
+        prop_assert_eq!(
+            u16::from_be_bytes([out[4], out[5]]),
+            u16::from(span.is_some())
+        );
+        prop_assert_eq!(&out[6..12], &[0u8; 6][..]);
+        prop_assert_eq!(question_span(&out), span.clone());
+        prop_assert!(same_question(msg, &out));
+        Ok(())
+    }
+
+    fn label() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), 1..=63)
+    }
+
+    proptest! {
+        /// Arbitrary bytes, from a client or an upstream: nothing panics and every rule holds.
+        #[test]
+        fn any_bytes_keep_the_rules(msg in prop::collection::vec(any::<u8>(), 0..300)) {
+            check_any(&msg)?;
+        }
+
+        /// A well-formed question is found exactly, and an answer matches it only when it
+        /// repeats those bytes; a change anywhere else does not matter.
+        #[test]
+        fn a_question_matches_only_its_own_bytes(
+            header in prop::array::uniform12(any::<u8>()),
+            labels in prop::collection::vec(label(), 0..4),
+            qtype in any::<u16>(),
+            rest in prop::collection::vec(any::<u8>(), 0..40),
+            flip in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+        ) {
+            let mut q = header.to_vec();
+            q[4..6].copy_from_slice(&1u16.to_be_bytes());
+            for l in &labels {
+                q.push(l.len() as u8);
+                q.extend_from_slice(l);
+            }
+            q.push(0);
+            q.extend_from_slice(&qtype.to_be_bytes());
+            q.extend_from_slice(&1u16.to_be_bytes());
+            let end = q.len();
+            q.extend_from_slice(&rest);
+            check_any(&q)?;
+            prop_assert_eq!(question_span(&q), Some(HEADER_LEN..end));
+            let mut answer = q.clone();
+            let at = flip.index(answer.len());
+            answer[at] ^= 1 << bit;
+            prop_assert_eq!(same_question(&q, &answer), !(HEADER_LEN..end).contains(&at));
+            prop_assert!(!same_question(&q, &q[..end - 1]), "a cut question never matches");
+        }
     }
 
     #[test]
