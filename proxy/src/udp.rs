@@ -7,8 +7,8 @@
 //! listener thread and the sweeper; nothing on the path waits for the pipeline. Each listener has
 //! a thread blocked in its receive call, as dnsdist's do: measured cheaper per query than an event
 //! loop (docs/benchmarks.md). Each upstream has one answer thread that waits on every socket of
-//! its pool at once (epoll), so a pool of ports costs no extra threads or wake-ups. Datagrams are
-//! taken and sent in batches (`mmsg`), one system call for all that are waiting.
+//! its pool at once (epoll), so a pool of ports costs no extra threads, and renewing a port starts
+//! none. Datagrams are taken and sent in batches (`mmsg`), one system call for all that wait.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
