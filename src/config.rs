@@ -47,7 +47,7 @@ pub struct FileConfig {
 }
 
 /// The `[proxy]` table.
-#[derive(Debug, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ProxySection {
     pub listen: Option<Vec<String>>,
@@ -64,7 +64,7 @@ pub struct ProxySection {
 }
 
 /// The `[capture]` table, read by `dnsensor capture`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CaptureSection {
     pub interface: Option<String>,
@@ -78,7 +78,7 @@ pub struct CaptureSection {
 }
 
 /// The `[collector]` table, read by `dnsensor collector`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CollectorSection {
     pub listen: Option<String>,
@@ -91,7 +91,7 @@ pub struct CollectorSection {
 }
 
 /// The `[dnstap]` table.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DnstapSection {
     pub listen: Option<Vec<String>>,
@@ -786,19 +786,55 @@ pub fn proxy(args: &ProxyArgs, file: &FileConfig) -> Result<ProxySettings, Confi
     })
 }
 
-/// Checks a whole file as `check-config` does: every section, with no flags. Sockets are not
-/// bound (the daemon may be running), but a unix socket's directory must exist.
-pub fn check(file: &FileConfig) -> Result<(), ConfigError> {
-    common(&CommonArgs::default(), file)?;
+/// Checks a whole file as `check-config` does: every section, with no flags, and returns the
+/// first problem of each (the keys every mode shares, then `[collector]`, `[capture]`,
+/// `[proxy]`, `[dnstap]`), so that one run shows everything to fix in different places. Sockets
+/// are not bound (the daemon may be running), but a unix socket's directory must exist.
+pub fn check(file: &FileConfig) -> Vec<ConfigError> {
+    let mut problems = Vec::new();
+    // Each mode's settings start with the shared keys. When those are wrong they are reported
+    // once, and the sections are then checked on top of the shared defaults, so that their own
+    // problems still show.
+    let sections_alone;
+    let file = match common(&CommonArgs::default(), file) {
+        Ok(_) => file,
+        Err(e) => {
+            problems.push(e);
+            sections_alone = FileConfig {
+                dnstap: file.dnstap.clone(),
+                collector: file.collector.clone(),
+                capture: file.capture.clone(),
+                proxy: file.proxy.clone(),
+                ..FileConfig::default()
+            };
+            &sections_alone
+        }
+    };
+    let mut note = |section: &str, checked: Result<(), ConfigError>| {
+        problems.extend(
+            checked
+                .err()
+                .map(|e| ConfigError(format!("[{section}] {e}"))),
+        );
+    };
     if file.collector.listen.is_some() {
-        collector(&CollectorArgs::default(), file)?;
+        note(
+            "collector",
+            collector(&CollectorArgs::default(), file).map(drop),
+        );
     }
     if file.capture.interface.is_some() || file.capture.read.is_some() {
-        capture(&CaptureArgs::default(), file)?;
+        note("capture", capture(&CaptureArgs::default(), file).map(drop));
     }
     if file.proxy != ProxySection::default() {
-        proxy(&ProxyArgs::default(), file)?;
+        note("proxy", proxy(&ProxyArgs::default(), file).map(drop));
     }
+    note("dnstap", check_dnstap(file));
+    problems
+}
+
+/// The `[dnstap]` part of [`check`].
+fn check_dnstap(file: &FileConfig) -> Result<(), ConfigError> {
     if file.dnstap.listen.is_some() {
         let args = DnstapArgs {
             common: CommonArgs::default(),

@@ -53,16 +53,18 @@ fn main() -> ExitCode {
         Command::Collector(args) => mode_collector::main(args),
         Command::GenerateDocs(args) => mode_docs::main(args),
         Command::CheckConfig(args) => {
-            match config::load(&args.config).and_then(|f| config::check(&f)) {
-                Ok(()) => {
-                    println!("{}: ok", args.config.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("dnsensor: error: {e}");
-                    ExitCode::from(2)
-                }
+            let problems = match config::load(&args.config) {
+                Ok(file) => config::check(&file),
+                Err(e) => vec![e],
+            };
+            if problems.is_empty() {
+                println!("{}: ok", args.config.display());
+                return ExitCode::SUCCESS;
             }
+            for e in problems {
+                eprintln!("dnsensor: error: {e}");
+            }
+            ExitCode::from(2)
         }
     }
 }

@@ -640,7 +640,30 @@ fn check_config_refuses_a_socket_in_a_missing_directory() {
     assert_error(
         &o,
         2,
-        "listen: cannot listen on unix:/nonexistent/dir/x.sock: directory /nonexistent/dir does not exist",
+        "[dnstap] listen: cannot listen on unix:/nonexistent/dir/x.sock: directory /nonexistent/dir does not exist",
+    );
+}
+
+/// One run of check-config shows the first problem of every section, each on its own line: the
+/// shared keys first, then the tables, each named.
+#[test]
+fn check_config_reports_a_problem_in_each_section() {
+    let dir = TestDir::new("cli-check-several");
+    let cfg = write_config(
+        dir.path(),
+        "several.toml",
+        "log-level = \"loud\"\n\n[proxy]\nlisten = [\"nowhere\"]\n\n\
+         [dnstap]\nlisten = [\"unix:/nonexistent/dir/x.sock\"]\n",
+    );
+    let o = run(dir.path(), &["check-config", "--config", &cfg]);
+    assert_eq!(o.code, Some(2), "stderr:\n{}", o.stderr);
+    assert_eq!(o.stdout, "");
+    assert_eq!(
+        o.stderr,
+        "dnsensor: error: log-level: `loud` is not one of error, warn, info, debug, trace\n\
+         dnsensor: error: [proxy] listen: `nowhere` is not ADDR:PORT or an address\n\
+         dnsensor: error: [dnstap] listen: cannot listen on unix:/nonexistent/dir/x.sock: \
+         directory /nonexistent/dir does not exist\n"
     );
 }
 
