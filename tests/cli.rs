@@ -627,19 +627,14 @@ fn usage_errors_exit_2() {
 #[test]
 fn check_config_refuses_a_socket_in_a_missing_directory() {
     let dir = TestDir::new("cli-check-sockdir");
-    let cfg = dir.path().join("c.toml");
-    fs::write(
-        &cfg,
-        "[dnstap]\nlisten = [\"unix:/nonexistent/dir/x.sock\"]\n",
-    )
-    .unwrap();
-    let o = run(
+    let cfg = write_config(
         dir.path(),
-        &["check-config", "--config", cfg.to_str().unwrap()],
+        "c.toml",
+        "[dnstap]\nlisten = [\"unix:/nonexistent/dir/x.sock\"]\n",
     );
-    assert_error(
-        &o,
-        2,
+    assert_check_config_error(
+        dir.path(),
+        &cfg,
         "[dnstap] listen: cannot listen on unix:/nonexistent/dir/x.sock: directory /nonexistent/dir does not exist",
     );
 }
