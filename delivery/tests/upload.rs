@@ -28,6 +28,8 @@ enum Action {
 #[derive(Clone, Debug)]
 struct Req {
     at: Instant,
+    /// Wall-clock arrival, for comparing with an HTTP date.
+    wall: SystemTime,
     method: String,
     path: String,
     headers: HashMap<String, String>,
@@ -100,6 +102,7 @@ fn serve<S: Read + Write>(stream: S, reqs: &Mutex<Vec<Req>>, script: &Script) {
             return;
         }
         let at = Instant::now();
+        let wall = SystemTime::now();
         let mut parts = line.split_whitespace();
         let method = parts.next().unwrap_or("").to_owned();
         let path = parts.next().unwrap_or("").to_owned();
@@ -127,6 +130,7 @@ fn serve<S: Read + Write>(stream: S, reqs: &Mutex<Vec<Req>>, script: &Script) {
         }
         reqs.lock().unwrap().push(Req {
             at,
+            wall,
             method,
             path,
             headers,
@@ -362,8 +366,8 @@ fn server_error_is_retried_then_delivered() {
 }
 
 /// Delivers one batch through a server that first answers `status` with `Retry-After: value`,
-/// then 201, and returns the gap between the two requests.
-fn gap_after_retry_after(status: u16, value: String) -> Duration {
+/// then 201, and returns the two requests.
+fn requests_around_retry_after(status: u16, value: String) -> Vec<Req> {
     let server = Server::start(
         vec![Action::Respond(status, vec![("Retry-After", value)])],
         ok201(),
@@ -380,22 +384,29 @@ fn gap_after_retry_after(status: u16, value: String) -> Duration {
     up.shutdown(Duration::from_secs(5));
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2);
-    reqs[1].at - reqs[0].at
+    reqs
 }
 
 #[test]
 fn retry_after_seconds_is_honoured() {
-    let gap = gap_after_retry_after(503, "1".into());
+    let reqs = requests_around_retry_after(503, "1".into());
+    let gap = reqs[1].at - reqs[0].at;
     // Without Retry-After the first backoff would be at most 10 ms.
     assert!(gap >= Duration::from_secs(1), "retried after only {gap:?}");
 }
 
 #[test]
 fn retry_after_date_is_honoured() {
-    let when = SystemTime::now() + Duration::from_secs(3);
-    let gap = gap_after_retry_after(429, httpdate::fmt_http_date(when));
-    // HTTP dates have one-second resolution, so at least 2 s of the 3 s remain.
-    assert!(gap >= Duration::from_secs(2), "retried after only {gap:?}");
+    let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3));
+    // The date as the uploader reads it: whole seconds, so up to 1 s earlier than asked.
+    let not_before = httpdate::parse_http_date(&date).unwrap();
+    let reqs = requests_around_retry_after(429, date);
+    // Without Retry-After the retry would come within 10 ms of the refusal, about 2 s early.
+    assert!(
+        reqs[1].wall >= not_before,
+        "retried {:?} before the Retry-After date",
+        not_before.duration_since(reqs[1].wall).unwrap_or_default()
+    );
 }
 
 #[test]
