@@ -43,6 +43,23 @@ fn echo_upstream(at: &str) -> Seen {
     seen
 }
 
+/// How many UDP sockets on this host are connected to `addr` (an IPv4 address and port), from
+/// /proc/net/udp, where an address is the hex of its bytes as a little-endian word, then the port.
+fn udp_sockets_connected_to(addr: &str) -> usize {
+    let addr: std::net::SocketAddrV4 = addr.parse().unwrap();
+    let want = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(addr.ip().octets()),
+        addr.port()
+    );
+    std::fs::read_to_string("/proc/net/udp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|line| line.split_whitespace().nth(2) == Some(want.as_str()))
+        .count()
+}
+
 /// 80 queries over four seconds, one every 50 ms: every client gets its answer with its own ID;
 /// the upstream sees none of the client IDs' sequence and more source ports than the pool holds
 /// at once (4 at the start, one new port each second).
@@ -82,8 +99,15 @@ fn queries_reach_the_upstream_with_fresh_ids_from_rotating_ports() {
         let next = start + Duration::from_millis(50 * (u64::from(i) + 1));
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
+    // Four rotations: the retired sockets are closed once their queries are settled, so only
+    // the pool (and perhaps the socket retired last, for one sweep) remains.
+    let open = udp_sockets_connected_to(&upstream);
     let run = finish_proxy(proxy);
     assert!(wrong.is_empty(), "{wrong:?}\n{}", run.stderr);
+    assert!(
+        (4..=5).contains(&open),
+        "{open} UDP sockets connected to the upstream after four rotations"
+    );
     assert_eq!(
         summary_value(&run.stderr, "answered"),
         Some(80),

@@ -68,53 +68,79 @@ struct UpSocket {
     pending: Mutex<PendingTable>,
 }
 
-/// A socket the sweeper looks after; `retired` is when it left its pool.
+/// An upstream socket that may still carry queries; `retired` is when it left its pool.
 struct Tracked {
     socket: Arc<UpSocket>,
     retired: Option<Instant>,
 }
 
-/// What one upstream's answer thread waits on: every socket of its pool, and retired ones
-/// until their last query is settled.
-struct AnswerSockets {
+/// Every socket of one upstream that may still carry queries: its pool, and retired sockets
+/// until their last query is settled. The upstream's answer thread waits on them with epoll;
+/// the sweeper times out their queries.
+struct UpstreamSockets {
     epoll: Epoll,
-    /// The sockets registered with `epoll`; the thread keeps its own copy, taken again when
-    /// `changed` is set, so that it locks nothing per answer.
-    sockets: Mutex<Vec<Arc<UpSocket>>>,
+    /// The sockets registered with `epoll`. The answer thread keeps its own copy, taken again
+    /// when `changed` is set, so that it locks nothing per answer.
+    tracked: Mutex<Vec<Tracked>>,
     changed: AtomicBool,
 }
 
-impl AnswerSockets {
-    fn new() -> std::io::Result<AnswerSockets> {
-        Ok(AnswerSockets {
+impl UpstreamSockets {
+    fn new() -> std::io::Result<UpstreamSockets> {
+        Ok(UpstreamSockets {
             epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
-            sockets: Mutex::new(Vec::new()),
+            tracked: Mutex::new(Vec::new()),
             changed: AtomicBool::new(false),
         })
     }
 
+    /// Waits for a new socket's answers; done before any query can go out on it.
     fn add(&self, socket: Arc<UpSocket>) -> std::io::Result<()> {
         let fd = socket.sock.as_raw_fd();
         let event = EpollEvent::new(EpollFlags::EPOLLIN, fd as u64);
         self.epoll.add(&socket.sock, event)?;
-        self.sockets.lock().expect("sockets").push(socket);
+        self.tracked.lock().expect("tracked").push(Tracked {
+            socket,
+            retired: None,
+        });
         self.changed.store(true, Ordering::Release);
         Ok(())
     }
 
-    fn remove(&self, socket: &Arc<UpSocket>) {
-        let _ = self.epoll.delete(&socket.sock);
-        self.sockets
-            .lock()
-            .expect("sockets")
-            .retain(|s| !Arc::ptr_eq(s, socket));
-        self.changed.store(true, Ordering::Release);
+    /// Marks a socket that has left its pool; it is kept until `settle` lets it go.
+    fn retire(&self, socket: &Arc<UpSocket>, now: Instant) {
+        let mut tracked = self.tracked.lock().expect("tracked");
+        if let Some(t) = tracked.iter_mut().find(|t| Arc::ptr_eq(&t.socket, socket)) {
+            t.retired = Some(now);
+        }
+    }
+
+    /// Lets go of the retired sockets whose queries are all settled, or that retired more than
+    /// `grace` ago, and returns the sockets that remain.
+    fn settle(&self, now: Instant, grace: Duration) -> Vec<Arc<UpSocket>> {
+        let mut tracked = self.tracked.lock().expect("tracked");
+        let before = tracked.len();
+        tracked.retain(|t| match t.retired {
+            Some(at)
+                if now >= at + grace || t.socket.pending.lock().expect("pending").is_empty() =>
+            {
+                let _ = self.epoll.delete(&t.socket.sock);
+                false
+            }
+            _ => true,
+        });
+        if tracked.len() != before {
+            self.changed.store(true, Ordering::Release);
+        }
+        tracked.iter().map(|t| t.socket.clone()).collect()
     }
 
     /// Takes a new copy of the sockets when they changed since the last one.
     fn refresh(&self, copy: &mut Vec<Arc<UpSocket>>) {
         if self.changed.swap(false, Ordering::Acquire) {
-            copy.clone_from(&self.sockets.lock().expect("sockets"));
+            let tracked = self.tracked.lock().expect("tracked");
+            copy.clear();
+            copy.extend(tracked.iter().map(|t| t.socket.clone()));
         }
     }
 }
@@ -128,14 +154,12 @@ pub(crate) struct Udp {
     listeners: Vec<Arc<StdUdpSocket>>,
     /// One pool of sockets per upstream, in upstream order.
     pools: Vec<Vec<RwLock<Arc<UpSocket>>>>,
-    /// What each upstream's answer thread waits on, in upstream order.
-    answer_sockets: Vec<AnswerSockets>,
+    /// Every socket of each upstream that may still carry queries, in upstream order.
+    upstream_sockets: Vec<UpstreamSockets>,
     /// The answer threads, joined at shutdown so that the observations they hold are handed over.
     answer_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Tells the answer threads to end (each looks at least every `HANDOFF_DELAY_MS`).
     stop: AtomicBool,
-    /// Every upstream socket whose queries may still be in flight, for the sweeper.
-    tracked: Mutex<Vec<Tracked>>,
 }
 
 /// The wildcard address of `addr`'s family, port 0: the kernel picks a random free port.
@@ -168,20 +192,19 @@ impl Udp {
             }
             pools.push(pool);
         }
-        let answer_sockets = (0..pools.len())
-            .map(|_| AnswerSockets::new())
+        let upstream_sockets = (0..pools.len())
+            .map(|_| UpstreamSockets::new())
             .collect::<std::io::Result<Vec<_>>>()?;
         let udp = Arc::new(Udp {
             shared,
             listeners,
             pools,
-            answer_sockets,
+            upstream_sockets,
             answer_threads: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
-            tracked: Mutex::new(Vec::new()),
         });
         for s in fresh {
-            udp.track(s)?;
+            udp.upstream_sockets[s.upstream].add(s.clone())?;
         }
         for u in 0..udp.pools.len() {
             let answers = udp.clone();
@@ -199,16 +222,6 @@ impl Udp {
         let sweeper = udp.clone();
         tokio::spawn(async move { sweeper.maintain().await });
         Ok(udp)
-    }
-
-    /// Hands a new upstream socket to its upstream's answer thread and to the sweeper.
-    fn track(&self, socket: Arc<UpSocket>) -> std::io::Result<()> {
-        self.answer_sockets[socket.upstream].add(socket.clone())?;
-        self.tracked.lock().expect("tracked").push(Tracked {
-            socket,
-            retired: None,
-        });
-        Ok(())
     }
 
     /// Receives queries until the process ends, a batch per system call, and forwards each
@@ -440,7 +453,7 @@ impl Udp {
     /// Receives upstream `u`'s answers on every socket of its pool until shutdown, a batch per
     /// ready socket and system call. Runs on its own thread, like dnsdist's responder threads.
     fn receive_answers(self: Arc<Self>, u: usize) {
-        let waits = &self.answer_sockets[u];
+        let waits = &self.upstream_sockets[u];
         let mut sockets: Vec<Arc<UpSocket>> = Vec::new();
         let mut events = [EpollEvent::empty(); 8];
         let mut answers = RecvBatch::new();
@@ -612,23 +625,13 @@ impl Udp {
     }
 
     fn sweep(&self, now: Instant) {
-        let sockets: Vec<Arc<UpSocket>> = {
-            let mut tracked = self.tracked.lock().expect("tracked");
-            // A retired socket is kept until every query it carried has been answered or has
-            // passed its deadline (and been failed over or answered SERVFAIL).
-            let grace = self.shared.query_timeout + SWEEP_EVERY;
-            tracked.retain(|t| match t.retired {
-                Some(at)
-                    if now >= at + grace
-                        || t.socket.pending.lock().expect("pending").is_empty() =>
-                {
-                    self.answer_sockets[t.socket.upstream].remove(&t.socket);
-                    false
-                }
-                _ => true,
-            });
-            tracked.iter().map(|t| t.socket.clone()).collect()
-        };
+        // A retired socket is kept until every query it carried has been answered or has
+        // passed its deadline (and been failed over or answered SERVFAIL).
+        let grace = self.shared.query_timeout + SWEEP_EVERY;
+        let sockets = self
+            .upstream_sockets
+            .iter()
+            .flat_map(|us| us.settle(now, grace));
         for socket in sockets {
             let expired: Vec<Pending> = {
                 let mut pending = socket.pending.lock().expect("pending");
@@ -662,16 +665,12 @@ impl Udp {
                     continue;
                 }
             };
-            // Its answers are waited for before any query can go out on it.
-            if let Err(e) = self.track(fresh.clone()) {
+            if let Err(e) = self.upstream_sockets[u].add(fresh.clone()) {
                 log::warn!("proxy: cannot wait on a new upstream socket: {e}; keeping the old one");
                 continue;
             }
             let old = std::mem::replace(&mut *pool[slot].write().expect("pool"), fresh);
-            let mut tracked = self.tracked.lock().expect("tracked");
-            if let Some(t) = tracked.iter_mut().find(|t| Arc::ptr_eq(&t.socket, &old)) {
-                t.retired = Some(now);
-            }
+            self.upstream_sockets[u].retire(&old, now);
         }
     }
 }
