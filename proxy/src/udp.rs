@@ -204,7 +204,7 @@ impl Udp {
             stop: AtomicBool::new(false),
         });
         for s in fresh {
-            udp.upstream_sockets[s.upstream].add(s.clone())?;
+            udp.upstream_sockets[s.upstream].add(s)?;
         }
         for u in 0..udp.pools.len() {
             let answers = udp.clone();
