@@ -109,12 +109,17 @@ impl Slot {
 /// Bytes of arena reserved per presized slot: a typical A or NS set's key.
 const TYPICAL_KEY_BYTES: usize = 48;
 
+/// Slots a fresh table has room for before it first grows.
+const INITIAL_SLOTS: usize = 4096;
+
 impl DedupTable {
     /// An empty table that reports [`is_full`](Self::is_full) at `max_entries` keys (at least 1).
     pub fn new(max_entries: usize) -> DedupTable {
-        // Sized up front, because a table refills from empty after every flush and growing
-        // it by rehashing showed in profiles; 64 Ki slots cost about 5.5 MiB with their arena.
-        let capacity = max_entries.clamp(1, 1 << 16);
+        // Started small and grown by doubling, not sized for the cap: a window with few distinct
+        // keys then keeps them in a few hundred KiB that stay in cache, where a table sized for
+        // 64 Ki keys spread them over 3 MiB and a probe was a cache miss (the proxy's pipeline
+        // worker, docs/benchmarks.md).
+        let capacity = max_entries.clamp(1, INITIAL_SLOTS);
         DedupTable {
             slots: HashTable::with_capacity(capacity),
             keys: Vec::with_capacity(capacity * TYPICAL_KEY_BYTES),
