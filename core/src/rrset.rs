@@ -206,6 +206,17 @@ impl Entry {
     fn group<'b>(&self, arena: &'b [u8]) -> (&'b [u8], u16, u16, u16) {
         (self.owner(arena), self.rtype, self.class, self.cover)
     }
+
+    /// What orders two entries before their owners' bytes: type, covered type, class and the
+    /// owner's length.
+    fn sort_prefix(&self) -> (u16, u16, u16, usize) {
+        (
+            self.rtype,
+            self.cover,
+            self.class,
+            self.rdata_start - self.owner_start,
+        )
+    }
 }
 
 /// Reusable extraction state: holds scratch buffers so a message costs no allocation once warm.
@@ -357,9 +368,13 @@ impl Extractor {
         }
 
         let arena = &*arena;
+        // Groups only need to end up together, in any order, and each group's rdatas in byte
+        // order (the key's canonical form). So the numbers go first: most pairs of records
+        // differ in type or owner length and are ordered without reading the arena.
         entries.sort_unstable_by(|a, b| {
-            a.group(arena)
-                .cmp(&b.group(arena))
+            a.sort_prefix()
+                .cmp(&b.sort_prefix())
+                .then_with(|| a.owner(arena).cmp(b.owner(arena)))
                 .then_with(|| a.rdata(arena).cmp(b.rdata(arena)))
         });
         let zone = bailiwick.map(|_| zone.as_slice());
