@@ -115,11 +115,15 @@ const INITIAL_SLOTS: usize = 4096;
 impl DedupTable {
     /// An empty table that reports [`is_full`](Self::is_full) at `max_entries` keys (at least 1).
     pub fn new(max_entries: usize) -> DedupTable {
-        // Started small and grown by doubling, not sized for the cap: a window with few distinct
-        // keys then keeps them in a few hundred KiB that stay in cache, where a table sized for
-        // 64 Ki keys spread them over 3 MiB and a probe was a cache miss (the proxy's pipeline
-        // worker, docs/benchmarks.md).
-        let capacity = max_entries.clamp(1, INITIAL_SLOTS);
+        DedupTable::sized(max_entries, INITIAL_SLOTS)
+    }
+
+    /// An empty table with room for `expected` keys (within the cap) before it grows.
+    fn sized(max_entries: usize, expected: usize) -> DedupTable {
+        // Not sized for the cap: a window with few distinct keys then keeps them in a few
+        // hundred KiB that stay in cache, where a table sized for 64 Ki keys spread them over
+        // 3 MiB and a probe was a cache miss (the proxy's pipeline worker, docs/benchmarks.md).
+        let capacity = expected.max(INITIAL_SLOTS).min(max_entries.max(1));
         DedupTable {
             slots: HashTable::with_capacity(capacity),
             keys: Vec::with_capacity(capacity * TYPICAL_KEY_BYTES),
@@ -206,12 +210,13 @@ impl DedupTable {
         self.slots.is_empty()
     }
 
-    /// Moves the contents out, leaving an empty table with the same cap.
+    /// Moves the contents out, leaving an empty table with the same cap, sized for as many keys
+    /// as this one held: the next window is likely to see as many, and then never grows.
     pub fn take(&mut self) -> DedupTable {
-        let fresh = match self.clients {
-            Some(_) => DedupTable::with_client_counts(self.max_entries),
-            None => DedupTable::new(self.max_entries),
-        };
+        let mut fresh = DedupTable::sized(self.max_entries, self.len());
+        if self.clients.is_some() {
+            fresh.clients = Some(ClientSet::new(self.max_entries));
+        }
         std::mem::replace(self, fresh)
     }
 
