@@ -32,9 +32,8 @@ const HEADER_BYTES: usize = 12;
 
 /// The memo of one pipeline worker, valid for one dedup table and one set of extraction rules.
 pub struct ResponseMemo {
-    /// `sets` runs of `WAYS` slots.
+    /// Sets of `WAYS` slots, one after another.
     slots: Box<[Slot]>,
-    sets: usize,
     // Random per memo: the responses are attacker-influenced.
     hasher: foldhash::fast::RandomState,
     /// Slots written under an older generation are empty. Starts at 1, so fresh slots are.
@@ -74,7 +73,6 @@ impl ResponseMemo {
     fn with_sets(sets: usize) -> ResponseMemo {
         ResponseMemo {
             slots: (0..sets * WAYS).map(|_| Slot::default()).collect(),
-            sets,
             hasher: foldhash::fast::RandomState::default(),
             generation: 1,
             clock: 0,
@@ -115,7 +113,7 @@ impl ResponseMemo {
         let body = &response[ID_BYTES..];
         let hash = self.hasher.hash_one(body);
         self.clock += 1;
-        let set_start = (hash as usize % self.sets) * WAYS;
+        let set_start = (hash as usize % (self.slots.len() / WAYS)) * WAYS;
         let set = &mut self.slots[set_start..set_start + WAYS];
         let generation = self.generation;
         let live = |s: &Slot| s.generation == generation;
