@@ -473,7 +473,7 @@ fn upload(enc: &mut DescriptorEncoder, u: &UploadStatsHandle) -> fmt::Result {
     gauge(
         enc,
         "dnsensor_uploads_stopped",
-        "1 when the collector refused the token (401/403) and uploads stopped until restart.",
+        "1 when the collector refused the token (401/403) and uploads stopped until a new token (reload) or a restart.",
         u64::from(s.auth_stopped),
     )
 }

@@ -81,6 +81,7 @@ pub fn main(args: CaptureArgs) -> ExitCode {
         &file,
         |f| format!("{:?}", f.capture),
         pipeline.privacy_control(),
+        outlet.delivery.as_ref().map(|d| d.upload_control()),
     );
     crate::signals::set_on_stop(stop.clone(), move || reloader.reload());
     let progress = reading_files && std::io::stderr().is_terminal();

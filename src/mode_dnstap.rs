@@ -63,6 +63,7 @@ pub fn main(args: DnstapArgs) -> ExitCode {
         &file,
         |f| format!("{:?}", f.dnstap),
         pipeline.privacy_control(),
+        outlet.delivery.as_ref().map(|d| d.upload_control()),
     );
     let served = crate::signals::serve_until_stopped(
         &runtime,

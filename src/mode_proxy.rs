@@ -68,6 +68,7 @@ pub fn main(args: ProxyArgs) -> ExitCode {
         &file,
         |f| format!("{:?}", f.proxy),
         pipeline.privacy_control(),
+        outlet.delivery.as_ref().map(|d| d.upload_control()),
     );
     let served = crate::signals::serve_until_stopped(
         &runtime,

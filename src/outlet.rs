@@ -82,6 +82,11 @@ impl RunningDelivery {
         (self.spool.clone(), self.uploader.stats_handle())
     }
 
+    /// A handle that changes the upload settings while running (SIGHUP).
+    pub fn upload_control(&self) -> dnsensor_delivery::UploadControl {
+        self.uploader.control()
+    }
+
     /// Lets in-flight uploads finish (within a bound) and describes what was delivered, for the
     /// exit summary. Batches still in the spool are sent after the next start.
     pub fn finish(self) -> String {

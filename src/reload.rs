@@ -1,15 +1,17 @@
 //! SIGHUP: re-reads the configuration file and applies what can change while running (privacy
-//! filters, log level); every other changed key is logged as needing a restart.
+//! filters, log level, upload settings); every other changed key is logged as needing a restart.
 
 use std::path::PathBuf;
 
 use dnsensor_core::pipeline::PrivacyControl;
+use dnsensor_delivery::upload::{read_token_file, UploaderConfig};
+use dnsensor_delivery::UploadControl;
 
 use crate::cli::CommonArgs;
-use crate::config::{self, Common, FileConfig};
+use crate::config::{self, Common, Delivery, FileConfig};
 
 /// What a reload needs: the flags (they still override the file), the settings running now,
-/// and the pipeline's privacy control.
+/// the pipeline's privacy control and, with `--output collector`, the uploader's control.
 pub struct Reloader {
     args: CommonArgs,
     running: Common,
@@ -17,6 +19,7 @@ pub struct Reloader {
     section: fn(&FileConfig) -> String,
     running_section: String,
     privacy: PrivacyControl,
+    upload: Option<UploadControl>,
 }
 
 impl Reloader {
@@ -27,6 +30,7 @@ impl Reloader {
         file: &FileConfig,
         section: fn(&FileConfig) -> String,
         privacy: PrivacyControl,
+        upload: Option<UploadControl>,
     ) -> Reloader {
         Reloader {
             args: args.clone(),
@@ -34,6 +38,7 @@ impl Reloader {
             section,
             running_section: section(file),
             privacy,
+            upload,
         }
     }
 
@@ -62,15 +67,35 @@ impl Reloader {
             }
         };
         let old = &self.running;
-        let mut applied = Vec::new();
+        let mut applied: Vec<String> = Vec::new();
         if new.privacy != old.privacy {
             self.privacy.set(new.privacy_filter.clone());
-            applied.push("privacy filters");
+            applied.push("privacy filters".into());
         }
         if new.log_level != old.log_level {
             log::set_max_level(new.log_level);
-            applied.push("log-level");
+            applied.push("log-level".into());
         }
+        // The token file is read again even under the same name: that is how a token is renewed.
+        let mut upload_applied = false;
+        if let (Some(control), Some(delivery), Some(_)) =
+            (&self.upload, &new.delivery, &old.delivery)
+        {
+            match upload_settings(delivery)
+                .and_then(|c| control.apply(c).map_err(|e| e.to_string()))
+            {
+                Ok(changed) => {
+                    upload_applied = true;
+                    if !changed.is_empty() {
+                        applied.push(format!("upload settings ({})", changed.join(", ")));
+                    }
+                }
+                Err(e) => log::error!("reload: {e}; the running upload settings stay"),
+            }
+        }
+        let delivery_differs = |part: fn(&Delivery) -> String| {
+            new.delivery.as_ref().map(part) != old.delivery.as_ref().map(part)
+        };
         let restart: Vec<&str> = [
             ("output", new.output != old.output),
             ("window", new.window != old.window),
@@ -80,9 +105,11 @@ impl Reloader {
             ("max-entries", new.max_entries != old.max_entries),
             ("client-counts", new.client_counts != old.client_counts),
             (
-                "collector, spool and upload keys",
-                format!("{:?}", new.delivery) != format!("{:?}", old.delivery),
+                "collector-pubkey",
+                delivery_differs(|d| d.pubkey.display().to_string()),
             ),
+            ("zstd-level", delivery_differs(|d| d.zstd_level.to_string())),
+            ("spool keys", delivery_differs(|d| format!("{:?}", d.spool))),
             (
                 "the mode's own table",
                 (self.section)(&file) != self.running_section,
@@ -107,5 +134,21 @@ impl Reloader {
         self.running.privacy = new.privacy;
         self.running.privacy_filter = new.privacy_filter;
         self.running.log_level = new.log_level;
+        if upload_applied {
+            if let (Some(running), Some(delivery)) = (&mut self.running.delivery, new.delivery) {
+                running.upload = delivery.upload;
+                running.token_file = delivery.token_file;
+            }
+        }
     }
+}
+
+/// The upload settings of `delivery`, with the token read from its file.
+fn upload_settings(delivery: &Delivery) -> Result<UploaderConfig, String> {
+    let token =
+        read_token_file(&delivery.token_file).map_err(|e| format!("collector-token-file: {e}"))?;
+    Ok(UploaderConfig {
+        token,
+        ..delivery.upload.clone()
+    })
 }

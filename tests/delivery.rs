@@ -166,6 +166,17 @@ fn start_collector(dir: &Path, keys: &Keys, port: u16) -> Daemon {
 
 /// `dnsensor dnstap --output collector` with its spool in `dir/spool`.
 fn start_sensor(dir: &Path, keys: &Keys, port: u16, extra: &[&str]) -> Dnsensor {
+    start_sensor_with_token(dir, keys, &keys.token, port, extra)
+}
+
+/// [`start_sensor`] with the upload token read from `token`.
+fn start_sensor_with_token(
+    dir: &Path,
+    keys: &Keys,
+    token: &Path,
+    port: u16,
+    extra: &[&str],
+) -> Dnsensor {
     let sock = dir.join("dnstap.sock");
     let _ = fs::remove_file(&sock);
     let mut args: Vec<String> = vec![
@@ -183,7 +194,7 @@ fn start_sensor(dir: &Path, keys: &Keys, port: u16, extra: &[&str]) -> Dnsensor 
         "--collector-pubkey".into(),
         keys.public.display().to_string(),
         "--collector-token-file".into(),
-        keys.token.display().to_string(),
+        token.display().to_string(),
         "--spool".into(),
         dir.join("spool").display().to_string(),
     ];
@@ -272,6 +283,62 @@ fn the_collector_stores_exactly_what_a_file_run_records() {
     wait_until(Duration::from_secs(30), "the spool to drain", || {
         spooled(dir.path()).is_empty()
     });
+    let got = collector_records(port, &names(expected));
+    assert_eq!(totals(&got, 1), totals(expected, 1), "{}", run.stderr);
+    collector.stop(Duration::from_secs(10));
+}
+
+#[test]
+fn a_renewed_token_is_taken_in_at_sighup_and_nothing_is_lost() {
+    let expected = file_run_records();
+    let dir = TestDir::new("delivery-token");
+    let keys = keys(dir.path());
+    let port = free_port();
+    let mut collector = start_collector(dir.path(), &keys, port);
+    let token = dir.path().join("sensor-token");
+    fs::write(&token, "an-old-token\n").unwrap();
+    // SIGHUP reloads from --config; the flags still say everything else.
+    let config = dir.path().join("dnsensor.toml");
+    fs::write(&config, "log-level = \"info\"\n").unwrap();
+    let sensor = start_sensor_with_token(
+        dir.path(),
+        &keys,
+        &token,
+        port,
+        &["--config", config.to_str().unwrap()],
+    );
+    replay(&sensor.sock);
+    wait_until(
+        Duration::from_secs(30),
+        "the collector to refuse the token",
+        || sensor.stderr_text().contains("UPLOADS STOPPED"),
+    );
+    // Window 1 s: after a pause every record is in a sealed batch waiting in the spool.
+    thread::sleep(Duration::from_secs(3));
+    assert!(!spooled(dir.path()).is_empty(), "{}", sensor.stderr_text());
+
+    fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &sensor.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(hup.success());
+    wait_until(Duration::from_secs(30), "the spool to drain", || {
+        spooled(dir.path()).is_empty()
+    });
+    let run = sensor.finish();
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("reload: applied upload settings (token)")
+            && run.stderr.contains("uploads resume"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("an-old-token"),
+        "a token is never logged"
+    );
     let got = collector_records(port, &names(expected));
     assert_eq!(totals(&got, 1), totals(expected, 1), "{}", run.stderr);
     collector.stop(Duration::from_secs(10));

@@ -20,4 +20,6 @@ pub use batch::{BatchError, BatchHeader, BatchId, OpenedBatch};
 pub use keys::{KeyError, PublicKey, SecretKey};
 pub use sink::SealingSink;
 pub use spool::{Spool, SpoolConfig, SpoolStats};
-pub use upload::{UploadError, UploadStats, UploadStatsHandle, Uploader, UploaderConfig};
+pub use upload::{
+    UploadControl, UploadError, UploadStats, UploadStatsHandle, Uploader, UploaderConfig,
+};

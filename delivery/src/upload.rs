@@ -12,7 +12,7 @@ use std::io::{self, Read};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -128,8 +128,11 @@ pub struct UploadStats {
     pub rejected: u64,
     /// Failed attempts that will be retried.
     pub retries: u64,
-    /// True once a 401/403 stopped all uploads.
+    /// True once a 401/403 stopped all uploads, until a new URL or token is applied.
     pub auth_stopped: bool,
+    /// Worker threads alive, including old ones finishing an upload after a new number of
+    /// workers was applied.
+    pub workers: usize,
 }
 
 /// Where a URL's scheme allows it to go.
@@ -383,10 +386,31 @@ struct Backoff {
     not_before: Option<Instant>,
 }
 
-struct Shared {
+/// What an upload is made with. Replaced whole when the settings change, so an upload in flight
+/// keeps the ones it started with.
+struct Settings {
     config: UploaderConfig,
     endpoint: String,
     agent: ureq::Agent,
+}
+
+impl Settings {
+    fn new(config: UploaderConfig) -> Result<Settings, UploadError> {
+        config.validate()?;
+        Ok(Settings {
+            agent: build_agent(&config)?,
+            endpoint: config.endpoint(),
+            config,
+        })
+    }
+}
+
+struct Shared {
+    settings: RwLock<Arc<Settings>>,
+    /// Workers started for another number of workers than the current one exit at their next
+    /// turn; this counts those changes.
+    generation: AtomicU64,
+    workers: Mutex<Vec<JoinHandle<()>>>,
     spool: Spool,
     stop: AtomicBool,
     auth_stopped: AtomicBool,
@@ -403,12 +427,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    fn settings(&self) -> Arc<Settings> {
+        Arc::clone(&self.settings.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
     fn stats(&self) -> UploadStats {
         UploadStats {
             uploaded: self.uploaded.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             auth_stopped: self.auth_stopped.load(Ordering::Relaxed),
+            workers: *lock(&self.running),
         }
     }
 
@@ -428,18 +457,18 @@ impl Shared {
     /// Records a failure: the next attempt waits a random time in [0, min(max, initial·2^n)]
     /// ("full jitter"), and at least the server's Retry-After (capped at `backoff_max`).
     fn failed(&self, retry_after: Option<Duration>) -> Duration {
+        let config = &self.settings().config;
         let mut b = lock(&self.backoff);
         b.failures = b.failures.saturating_add(1);
         let exp = b.failures.saturating_sub(1).min(30);
-        let ceiling = self
-            .config
+        let ceiling = config
             .backoff_initial
             .saturating_mul(1u32 << exp)
-            .min(self.config.backoff_max);
+            .min(config.backoff_max);
         let ceiling_nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
         let mut delay = Duration::from_nanos(rand::rng().random_range(0..=ceiling_nanos));
         if let Some(ra) = retry_after {
-            delay = delay.max(ra.min(self.config.backoff_max));
+            delay = delay.max(ra.min(config.backoff_max));
         }
         let until = Instant::now() + delay;
         b.not_before = Some(b.not_before.map_or(until, |nb| nb.max(until)));
@@ -469,13 +498,12 @@ impl std::fmt::Debug for UploadStatsHandle {
 /// Drains the spool to the collector on worker threads until shut down.
 pub struct Uploader {
     shared: Arc<Shared>,
-    workers: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Uploader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Uploader")
-            .field("endpoint", &self.shared.endpoint)
+            .field("endpoint", &self.shared.settings().endpoint)
             .field("stats", &self.shared.stats())
             .finish()
     }
@@ -485,12 +513,12 @@ impl Uploader {
     /// Validates `config`, sets up TLS and starts `concurrency` workers, which upload what is
     /// already in the spool and then each batch promptly as it is stored.
     pub fn start(config: UploaderConfig, spool: Spool) -> Result<Uploader, UploadError> {
-        config.validate()?;
-        let agent = build_agent(&config)?;
+        let settings = Settings::new(config)?;
+        let (endpoint, concurrency) = (settings.endpoint.clone(), settings.config.concurrency);
         let shared = Arc::new(Shared {
-            endpoint: config.endpoint(),
-            config,
-            agent,
+            settings: RwLock::new(Arc::new(settings)),
+            generation: AtomicU64::new(0),
+            workers: Mutex::new(Vec::new()),
             spool,
             stop: AtomicBool::new(false),
             auth_stopped: AtomicBool::new(false),
@@ -501,34 +529,12 @@ impl Uploader {
             running: Mutex::new(0),
             exited: Condvar::new(),
         });
-        let mut uploader = Uploader {
+        // Dropping the uploader on an error stops the workers already started.
+        let uploader = Uploader {
             shared: Arc::clone(&shared),
-            workers: Vec::new(),
         };
-        for i in 0..shared.config.concurrency {
-            let s = Arc::clone(&shared);
-            *lock(&shared.running) += 1;
-            let spawned = std::thread::Builder::new()
-                .name(format!("dnsensor-upload-{i}"))
-                .spawn(move || {
-                    worker(&s, i);
-                    *lock(&s.running) -= 1;
-                    s.exited.notify_all();
-                });
-            match spawned {
-                Ok(h) => uploader.workers.push(h),
-                Err(e) => {
-                    *lock(&shared.running) -= 1;
-                    // Dropping `uploader` stops the workers already started.
-                    return Err(UploadError::Thread(e));
-                }
-            }
-        }
-        log::info!(
-            "uploading to {} with {} workers",
-            shared.endpoint,
-            shared.config.concurrency
-        );
+        spawn_workers(&shared, concurrency, 0)?;
+        log::info!("uploading to {endpoint} with {concurrency} workers");
         Ok(uploader)
     }
 
@@ -543,9 +549,14 @@ impl Uploader {
         UploadStatsHandle(Arc::clone(&self.shared))
     }
 
+    /// A handle that changes the settings while the uploader runs (a reload).
+    pub fn control(&self) -> UploadControl {
+        UploadControl(Arc::clone(&self.shared))
+    }
+
     /// Stops taking batches and waits up to `grace` for uploads in flight to finish. Batches not
     /// delivered stay in the spool for the next start. Returns the final counters.
-    pub fn shutdown(mut self, grace: Duration) -> UploadStats {
+    pub fn shutdown(self, grace: Duration) -> UploadStats {
         self.signal_stop();
         let deadline = Instant::now() + grace;
         let mut running = lock(&self.shared.running);
@@ -563,7 +574,7 @@ impl Uploader {
         let all_done = *running == 0;
         drop(running);
         if all_done {
-            for h in self.workers.drain(..) {
+            for h in lock(&self.shared.workers).drain(..) {
                 let _ = h.join();
             }
         } else {
@@ -586,11 +597,96 @@ impl Drop for Uploader {
     }
 }
 
-fn worker(s: &Shared, index: usize) {
+/// Changes a running [`Uploader`]'s settings; see [`Uploader::control`].
+#[derive(Clone)]
+pub struct UploadControl(Arc<Shared>);
+
+impl std::fmt::Debug for UploadControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("UploadControl")
+            .field(&self.0.settings().config)
+            .finish()
+    }
+}
+
+impl UploadControl {
+    /// The settings in force.
+    pub fn current(&self) -> UploaderConfig {
+        self.0.settings().config.clone()
+    }
+
+    /// Puts `config` in force from the next upload on and returns the names of the settings
+    /// that changed (empty when none did). The CA file is read again even when its name is the
+    /// same, since a reload is how a renewed one is taken in.
+    ///
+    /// A bad `config` is an error and changes nothing. Otherwise the backoff is forgotten, so the
+    /// waiting batches are tried at once, and a new URL or token lifts a stop for a refused
+    /// token. A new number of workers starts a fresh set; the old workers finish the upload they
+    /// are in and exit.
+    pub fn apply(&self, config: UploaderConfig) -> Result<Vec<&'static str>, UploadError> {
+        let s = &self.0;
+        let settings = Settings::new(config)?;
+        let new = &settings.config;
+        let old = s.settings().config.clone();
+        let changed: Vec<&'static str> = [
+            ("collector-url", new.url != old.url),
+            ("token", new.token != old.token),
+            ("collector-ca", new.ca_file != old.ca_file),
+            ("upload-concurrency", new.concurrency != old.concurrency),
+            ("upload-timeout", new.request_timeout != old.request_timeout),
+            (
+                "backoff",
+                (new.backoff_initial, new.backoff_max) != (old.backoff_initial, old.backoff_max),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, differs)| differs.then_some(name))
+        .collect();
+        let new_credentials = new.url != old.url || new.token != old.token;
+        let concurrency = new.concurrency;
+        *s.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
+        s.succeeded();
+        if new_credentials && s.auth_stopped.swap(false, Ordering::SeqCst) {
+            log::info!("uploader: new collector URL or token; uploads resume");
+        }
+        if concurrency != old.concurrency {
+            let generation = s.generation.fetch_add(1, Ordering::SeqCst) + 1;
+            lock(&s.workers).retain(|h| !h.is_finished());
+            spawn_workers(s, concurrency, generation)?;
+        }
+        s.spool.wake_all();
+        Ok(changed)
+    }
+}
+
+/// Starts `count` workers of `generation`, keeping their handles for shutdown.
+fn spawn_workers(shared: &Arc<Shared>, count: usize, generation: u64) -> Result<(), UploadError> {
+    for i in 0..count {
+        let s = Arc::clone(shared);
+        *lock(&shared.running) += 1;
+        let spawned = std::thread::Builder::new()
+            .name(format!("dnsensor-upload-{i}"))
+            .spawn(move || {
+                worker(&s, i, generation);
+                *lock(&s.running) -= 1;
+                s.exited.notify_all();
+            });
+        match spawned {
+            Ok(h) => lock(&shared.workers).push(h),
+            Err(e) => {
+                *lock(&shared.running) -= 1;
+                return Err(UploadError::Thread(e));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn worker(s: &Shared, index: usize, generation: u64) {
     let mut last_auth_log: Option<Instant> = None;
     loop {
         let seen = s.spool.generation();
-        if s.stop.load(Ordering::SeqCst) {
+        if s.stop.load(Ordering::SeqCst) || s.generation.load(Ordering::SeqCst) != generation {
             return;
         }
         if s.auth_stopped.load(Ordering::SeqCst) {
@@ -624,8 +720,8 @@ fn log_auth_stop(s: &Shared, status: Option<u16>) {
     let why = status.map_or_else(|| "earlier".to_owned(), |c| format!("with HTTP {c}"));
     log::error!(
         "UPLOADS STOPPED: the collector at {} refused the upload token ({why}). Capture goes on and \
-         {} batches ({} bytes) are waiting in the spool {}. Fix the token and restart the sensor.",
-        s.endpoint,
+         {} batches ({} bytes) are waiting in the spool {}. Fix the token file and reload (SIGHUP) or restart the sensor.",
+        s.settings().endpoint,
         st.files,
         st.bytes,
         s.spool.dir().display()
@@ -663,10 +759,14 @@ fn upload_one(s: &Shared, batch: &SpooledBatch) {
         }
     };
     let id = header.batch_id.to_string();
-    let result = s
+    let settings = s.settings();
+    let result = settings
         .agent
-        .post(&s.endpoint)
-        .header("Authorization", &format!("Bearer {}", s.config.token))
+        .post(&settings.endpoint)
+        .header(
+            "Authorization",
+            &format!("Bearer {}", settings.config.token),
+        )
         .header("Idempotency-Key", &id)
         .header("Content-Type", CONTENT_TYPE)
         .send(&data[..]);

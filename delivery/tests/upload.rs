@@ -23,6 +23,8 @@ enum Action {
     Respond(u16, Vec<(&'static str, String)>),
     /// Read the request and never answer.
     Hang,
+    /// 201 when the request carries this bearer token, else 401.
+    RequireToken(&'static str),
 }
 
 #[derive(Clone, Debug)]
@@ -128,6 +130,18 @@ fn serve<S: Read + Write>(stream: S, reqs: &Mutex<Vec<Req>>, script: &Script) {
         if r.read_exact(&mut body).is_err() {
             return;
         }
+        let bearer = headers.get("authorization").cloned().unwrap_or_default();
+        let action = match script
+            .queue
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| script.default.clone())
+        {
+            Action::RequireToken(t) if bearer == format!("Bearer {t}") => ok201(),
+            Action::RequireToken(_) => status(401),
+            other => other,
+        };
         reqs.lock().unwrap().push(Req {
             at,
             wall,
@@ -136,18 +150,13 @@ fn serve<S: Read + Write>(stream: S, reqs: &Mutex<Vec<Req>>, script: &Script) {
             headers,
             body,
         });
-        let action = script
-            .queue
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or_else(|| script.default.clone());
         match action {
             Action::Hang => {
                 // Hold the connection open without answering, longer than any client timeout.
                 thread::sleep(Duration::from_secs(30));
                 return;
             }
+            Action::RequireToken(_) => unreachable!("resolved above"),
             Action::Respond(status, extra) => {
                 let body = format!("status {status}");
                 let mut resp = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
@@ -333,6 +342,105 @@ fn unauthorized_stops_uploads_and_keeps_batches() {
     assert_eq!(server.requests().len(), 1);
     assert_eq!(spool.pending().len(), 3);
     assert_eq!(spool.stats().files, 3);
+}
+
+#[test]
+fn a_new_token_lifts_the_stop_and_delivers_what_waited() {
+    let server = Server::start(vec![], Action::RequireToken("the-new-token"));
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(dir.path());
+    store(&spool);
+    let up = Uploader::start(config(&server.url()), spool.clone()).unwrap();
+    wait_for("auth stop", || up.stats().auth_stopped);
+    store(&spool);
+    let control = up.control();
+    let changed = control
+        .apply(UploaderConfig {
+            token: "the-new-token".into(),
+            ..config(&server.url())
+        })
+        .unwrap();
+    assert_eq!(changed, ["token"]);
+    wait_for("both batches delivered", || up.stats().uploaded == 2);
+    let stats = up.shutdown(Duration::from_secs(5));
+    assert!(!stats.auth_stopped);
+    assert_eq!(spool.stats().files, 0);
+    let bearers: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.headers["authorization"].clone())
+        .collect();
+    assert_eq!(
+        bearers,
+        [
+            "Bearer s3cret-token",
+            "Bearer the-new-token",
+            "Bearer the-new-token"
+        ]
+    );
+}
+
+#[test]
+fn a_bad_new_setting_changes_nothing() {
+    let server = Server::start(vec![], ok201());
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(dir.path());
+    let up = Uploader::start(config(&server.url()), spool.clone()).unwrap();
+    let control = up.control();
+    let err = control
+        .apply(config("http://192.0.2.1:8080"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("plain http:// is allowed only to a loopback host"),
+        "{err}"
+    );
+    assert_eq!(control.current(), config(&server.url()));
+    assert_eq!(
+        control.apply(config(&server.url())).unwrap(),
+        Vec::<&str>::new()
+    );
+    store(&spool);
+    wait_for("delivery", || up.stats().uploaded == 1);
+    up.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn a_new_worker_count_replaces_the_workers() {
+    let server = Server::start(vec![], ok201());
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(dir.path());
+    let up = Uploader::start(config(&server.url()), spool.clone()).unwrap();
+    let control = up.control();
+    assert_eq!(up.stats().workers, 1);
+    let three = UploaderConfig {
+        concurrency: 3,
+        ..config(&server.url())
+    };
+    assert_eq!(control.apply(three).unwrap(), ["upload-concurrency"]);
+    // The old worker sees the change at its next turn and leaves.
+    wait_for("three workers", || up.stats().workers == 3);
+    let mut ids: Vec<String> = (0..6)
+        .map(|_| store(&spool).0.batch_id.to_string())
+        .collect();
+    wait_for("six deliveries", || up.stats().uploaded == 6);
+    assert_eq!(
+        control.apply(config(&server.url())).unwrap(),
+        ["upload-concurrency"]
+    );
+    wait_for("one worker", || up.stats().workers == 1);
+    ids.push(store(&spool).0.batch_id.to_string());
+    wait_for("the seventh delivery", || up.stats().uploaded == 7);
+    let stats = up.shutdown(Duration::from_secs(5));
+    assert_eq!(stats.workers, 0);
+    let mut sent: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.headers["idempotency-key"].clone())
+        .collect();
+    sent.sort();
+    ids.sort();
+    assert_eq!(sent, ids, "each batch sent exactly once");
 }
 
 #[test]
