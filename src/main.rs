@@ -53,10 +53,7 @@ fn main() -> ExitCode {
         Command::Collector(args) => mode_collector::main(args),
         Command::GenerateDocs(args) => mode_docs::main(args),
         Command::CheckConfig(args) => {
-            let problems = match config::load(&args.config) {
-                Ok(file) => config::check(&file),
-                Err(e) => vec![e],
-            };
+            let problems = config::check_file(&args.config);
             if problems.is_empty() {
                 println!("{}: ok", args.config.display());
                 return ExitCode::SUCCESS;

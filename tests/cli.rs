@@ -157,7 +157,7 @@ fn bad_value_type_in_file() {
         "badtype.toml",
         "sensor-id = \"a\"\nwindow = \"soon\"\n",
     );
-    let want = format!("config {cfg}: line 2: invalid type: string \"soon\", expected u64");
+    let want = format!("config {cfg}: line 2: window: invalid type: string \"soon\", expected u64");
     let o = run(
         dir.path(),
         &[
@@ -180,7 +180,9 @@ fn bad_value_type_in_file() {
             sock_arg(dir.path())
         ),
     );
-    let want = format!("config {cfg}: line 3: invalid type: string \"big\", expected usize");
+    let want = format!(
+        "config {cfg}: line 3: max-frame-bytes: invalid type: string \"big\", expected usize"
+    );
     assert_error(&run(dir.path(), &["dnstap", "--config", &cfg]), 2, &want);
 }
 
@@ -197,7 +199,7 @@ fn window_zero_is_refused_from_file_and_flag() {
         ),
     );
     assert_error(&run(dir.path(), &["dnstap", "--config", &cfg]), 2, want);
-    assert_check_config_error(dir.path(), &cfg, want);
+    assert_check_config_error(dir.path(), &cfg, &format!("config {cfg}: line 1: {want}"));
     let o = run(
         dir.path(),
         &["dnstap", "--listen", &sock_arg(dir.path()), "--window", "0"],
@@ -386,8 +388,9 @@ fn bad_log_level_from_flag_and_file() {
         ],
     );
     assert_error(&o, 2, want);
+    // check-config also names the line.
     let cfg = write_config(dir.path(), "ll.toml", "log-level = \"loud\"\n");
-    assert_check_config_error(dir.path(), &cfg, want);
+    assert_check_config_error(dir.path(), &cfg, &format!("config {cfg}: line 1: {want}"));
 }
 
 #[test]
@@ -635,31 +638,43 @@ fn check_config_refuses_a_socket_in_a_missing_directory() {
     assert_check_config_error(
         dir.path(),
         &cfg,
-        "[dnstap] listen: cannot listen on unix:/nonexistent/dir/x.sock: directory /nonexistent/dir does not exist",
+        &format!("config {cfg}: line 2: [dnstap] listen: cannot listen on unix:/nonexistent/dir/x.sock: directory /nonexistent/dir does not exist"),
     );
 }
 
-/// One run of check-config shows the first problem of every section, each on its own line: the
-/// shared keys first, then the tables, each named.
+/// One run of check-config shows every problem of the file, each with its line and key, in the
+/// order of the file: what the format rejects (an unknown key, a wrong type) and bad values alike,
+/// several in one table, and the tables named. A key that is missing has no line.
 #[test]
-fn check_config_reports_a_problem_in_each_section() {
+fn check_config_reports_every_problem_with_its_line() {
     let dir = TestDir::new("cli-check-several");
     let cfg = write_config(
         dir.path(),
         "several.toml",
-        "log-level = \"loud\"\n\n[proxy]\nlisten = [\"nowhere\"]\n\n\
-         [dnstap]\nlisten = [\"unix:/nonexistent/dir/x.sock\"]\n",
+        "log-level = \"loud\"\nwindow = 0\nbogus = 1\nworkers = 999\n\n\
+         [proxy]\nlisten = [\"nowhere\"]\nthreads = 0\nupstream = [\"127.0.0.1:53\"]\n\n\
+         [dnstap]\nlisten = [\"unix:/nonexistent/dir/x.sock\"]\nmax-frame-bytes = \"big\"\n\n\
+         [collector]\nlisten = \"127.0.0.1:8443\"\n",
     );
     let o = run(dir.path(), &["check-config", "--config", &cfg]);
     assert_eq!(o.code, Some(2), "stderr:\n{}", o.stderr);
     assert_eq!(o.stdout, "");
-    assert_eq!(
-        o.stderr,
-        "dnsensor: error: log-level: `loud` is not one of error, warn, info, debug, trace\n\
-         dnsensor: error: [proxy] listen: `nowhere` is not ADDR:PORT or an address\n\
-         dnsensor: error: [dnstap] listen: cannot listen on unix:/nonexistent/dir/x.sock: \
-         directory /nonexistent/dir does not exist\n"
-    );
+    let want: Vec<String> = [
+        "line 1: log-level: `loud` is not one of error, warn, info, debug, trace",
+        "line 2: window: 0 is out of range 1..=86400 seconds",
+        &format!("line 3: unknown field `bogus`, expected one of {TOP_LEVEL_KEYS}"),
+        "line 4: workers: 999 is out of range 1..=64",
+        "line 7: [proxy] listen: `nowhere` is not ADDR:PORT or an address",
+        "line 8: [proxy] threads: 0 is out of range 1..=64",
+        "line 12: [dnstap] listen: cannot listen on unix:/nonexistent/dir/x.sock: directory \
+         /nonexistent/dir does not exist",
+        "line 13: max-frame-bytes: invalid type: string \"big\", expected usize",
+        "[collector] key: required (see dnsensor collector --help)",
+    ]
+    .iter()
+    .map(|p| format!("dnsensor: error: config {cfg}: {p}\n"))
+    .collect();
+    assert_eq!(o.stderr, want.concat());
 }
 
 /// `dnsensor capture`: a missing source, an unreadable or non-capture file, a missing interface,
