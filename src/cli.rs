@@ -255,6 +255,9 @@ pub struct CollectorArgs {
     /// error, warn, info, debug or trace. Default: info.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Serve Prometheus metrics over HTTP at http://ADDR:PORT/metrics (docs/metrics.md).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
 }
 
 /// `dnsensor generate-docs` (hidden): what the packages install, made from this definition.

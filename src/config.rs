@@ -88,6 +88,7 @@ pub struct CollectorSection {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub log_level: Option<String>,
+    pub metrics: Option<String>,
 }
 
 /// The `[dnstap]` table.
@@ -247,6 +248,8 @@ pub struct CollectorSettings {
     pub token_file: PathBuf,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub log_level: log::LevelFilter,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Settings of `dnsensor dnstap`, checked.
@@ -346,14 +349,7 @@ pub fn common(args: &CommonArgs, file: &FileConfig) -> Result<Common, ConfigErro
         Output::Collector => Some(delivery(args, file, sensor_id.is_some())?),
         _ => None,
     };
-    let metrics = match args.metrics.as_deref().or(file.metrics.as_deref()) {
-        Some(text) => Some(text.trim().parse().map_err(|_| {
-            ConfigError(format!(
-                "metrics: `{text}` is not ADDR:PORT, as in 127.0.0.1:9153 or [::1]:9153"
-            ))
-        })?),
-        None => None,
-    };
+    let metrics = metrics_addr(args.metrics.as_deref().or(file.metrics.as_deref()))?;
     Ok(Common {
         output,
         window: Duration::from_secs(window),
@@ -368,6 +364,18 @@ pub fn common(args: &CommonArgs, file: &FileConfig) -> Result<Common, ConfigErro
         delivery,
         metrics,
     })
+}
+
+/// The metrics address, when one is given.
+fn metrics_addr(text: Option<&str>) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    text.map(|text| {
+        text.trim().parse().map_err(|_| {
+            ConfigError(format!(
+                "metrics: `{text}` is not ADDR:PORT, as in 127.0.0.1:9153 or [::1]:9153"
+            ))
+        })
+    })
+    .transpose()
 }
 
 /// A repeatable flag's values when given, else the file's list.
@@ -536,6 +544,8 @@ pub fn collector(
             .or(file.log_level.as_deref())
             .unwrap_or("info"),
     )?;
+    // Its own key: the shared `metrics` is the sensor's, which may run on the same host.
+    let metrics = metrics_addr(args.metrics.as_deref().or(c.metrics.as_deref()))?;
     Ok(CollectorSettings {
         listen,
         key,
@@ -543,6 +553,7 @@ pub fn collector(
         token_file,
         tls,
         log_level,
+        metrics,
     })
 }
 

@@ -23,6 +23,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use dnsensor_capture::CaptureCounters;
+use dnsensor_collector::CollectorStats;
 use dnsensor_core::pipeline::{Pipeline, PipelineStats};
 use dnsensor_delivery::{Spool, UploadStatsHandle};
 use dnsensor_dnstap::DnstapStats;
@@ -59,7 +60,7 @@ pub fn bind_optional(addr: Option<SocketAddr>) -> Result<Option<Listener>, Strin
 /// What a mode has to report. Absent parts are left out of the scrape.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
-    /// `dnstap`, `capture` or `proxy`, for `dnsensor_build_info`.
+    /// `dnstap`, `capture`, `proxy` or `collector`, for `dnsensor_build_info`.
     pub mode: &'static str,
     pub pipeline: Option<PipelineStats>,
     pub dnstap: Option<Arc<DnstapStats>>,
@@ -67,6 +68,7 @@ pub struct Sources {
     pub proxy: Option<Arc<ProxyStats>>,
     pub spool: Option<Spool>,
     pub upload: Option<UploadStatsHandle>,
+    pub collector: Option<Arc<CollectorStats>>,
 }
 
 impl Sources {
@@ -233,6 +235,9 @@ impl Collector for Sources {
         }
         if let Some(u) = &self.upload {
             upload(enc, u)?;
+        }
+        if let Some(c) = &self.collector {
+            collector(enc, c)?;
         }
         Ok(())
     }
@@ -457,6 +462,48 @@ fn spool(enc: &mut DescriptorEncoder, spool: &Spool) -> fmt::Result {
     )
 }
 
+fn collector(enc: &mut DescriptorEncoder, c: &CollectorStats) -> fmt::Result {
+    let read = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    counter(
+        enc,
+        "dnsensor_collector_batches_stored",
+        "Batches opened, verified and stored for the first time (answered 201).",
+        read(&c.batches_stored),
+    )?;
+    counter(
+        enc,
+        "dnsensor_collector_batches_duplicate",
+        "Batches already stored, answered 200 again and not counted twice (a sensor's retry).",
+        read(&c.batches_duplicate),
+    )?;
+    counter(
+        enc,
+        "dnsensor_collector_records_stored",
+        "Records of the batches stored for the first time.",
+        read(&c.records_stored),
+    )?;
+    counter(
+        enc,
+        "dnsensor_collector_queries_answered",
+        "Queries answered (200) on the rrset and rdata endpoints.",
+        read(&c.queries_answered),
+    )?;
+    let refused = c.refused();
+    let statuses: Vec<String> = refused.iter().map(|(s, _)| s.to_string()).collect();
+    let values: Vec<(&str, u64)> = statuses
+        .iter()
+        .zip(refused)
+        .map(|(s, (_, n))| (s.as_str(), n))
+        .collect();
+    labelled_counters(
+        enc,
+        "dnsensor_collector_requests_refused",
+        "Requests refused, by HTTP status: 400 malformed, 401 bad or missing token, 413 too large, 422 not sealed to this collector's key, 500 a failure of the collector.",
+        "status",
+        &values,
+    )
+}
+
 fn upload(enc: &mut DescriptorEncoder, u: &UploadStatsHandle) -> fmt::Result {
     let s = u.stats();
     labelled_counters(
@@ -527,6 +574,7 @@ mod tests {
             proxy: Some(proxy),
             spool: Some(spool),
             upload: Some(uploader.stats_handle()),
+            collector: Some(Arc::new(CollectorStats::default())),
         };
         (sources, uploader)
     }
@@ -572,6 +620,10 @@ mod tests {
             "dnsensor_uploads_total{result=\"failed\"} 0",
             "dnsensor_uploads_total{result=\"rejected\"} 0",
             "dnsensor_uploads_stopped 0",
+            "# TYPE dnsensor_collector_batches_stored_total counter",
+            "dnsensor_collector_batches_stored_total 0",
+            "dnsensor_collector_requests_refused_total{status=\"401\"} 0",
+            "dnsensor_collector_requests_refused_total{status=\"422\"} 0",
         ] {
             assert!(has(want), "missing {want:?} in:\n{text}");
         }

@@ -26,6 +26,10 @@ pub fn main(args: CollectorArgs) -> ExitCode {
         Err(e) => return fail(2, e),
     };
     logging::init(settings.log_level);
+    let metrics = match crate::metrics::bind_optional(settings.metrics) {
+        Ok(m) => m,
+        Err(e) => return fail(1, e),
+    };
     let key = match SecretKey::read(&settings.key) {
         Ok(k) => k,
         Err(e) => return fail(1, format!("key: {e}")),
@@ -57,6 +61,14 @@ pub fn main(args: CollectorArgs) -> ExitCode {
     let result = runtime.block_on(async move {
         let signals = crate::signals::StopSignals::install();
         let collector = Collector::bind(config).await?;
+        crate::metrics::serve_optional(
+            metrics,
+            crate::metrics::Sources {
+                mode: "collector",
+                collector: Some(collector.stats()),
+                ..Default::default()
+            },
+        );
         crate::service::ready("serving");
         collector
             .serve(crate::signals::wait_for_stop(signals, || {

@@ -142,6 +142,11 @@ fn keys(dir: &Path) -> Keys {
 
 /// `dnsensor collector` on 127.0.0.1:`port`, waited for until it accepts connections.
 fn start_collector(dir: &Path, keys: &Keys, port: u16) -> Daemon {
+    start_collector_with(dir, keys, port, &[])
+}
+
+/// [`start_collector`] with extra arguments.
+fn start_collector_with(dir: &Path, keys: &Keys, port: u16, extra: &[&str]) -> Daemon {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dnsensor"));
     cmd.arg("collector")
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -150,7 +155,8 @@ fn start_collector(dir: &Path, keys: &Keys, port: u16) -> Daemon {
         .arg("--db")
         .arg(dir.join("collector.sqlite"))
         .arg("--token-file")
-        .arg(&keys.token);
+        .arg(&keys.token)
+        .args(extra);
     let mut d = Daemon::spawn("collector", cmd, dir, &[]);
     let deadline = Instant::now() + Duration::from_secs(15);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -268,13 +274,34 @@ fn totals(records: &BTreeMap<Key, Merged>, times: u64) -> BTreeMap<Key, (u64, u6
         .collect()
 }
 
+/// The collector's metrics, `name{labels}` to value, from `GET /metrics` on `port`.
+fn collector_metrics(port: u16) -> BTreeMap<String, u64> {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let body = ureq::get(&url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    body.lines()
+        .filter(|l| l.starts_with("dnsensor_collector_"))
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_owned(), v.parse().unwrap())
+        })
+        .collect()
+}
+
 #[test]
 fn the_collector_stores_exactly_what_a_file_run_records() {
     let expected = file_run_records();
     let dir = TestDir::new("delivery-e2e");
     let keys = keys(dir.path());
     let port = free_port();
-    let mut collector = start_collector(dir.path(), &keys, port);
+    let metrics_port = free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let mut collector =
+        start_collector_with(dir.path(), &keys, port, &["--metrics", &metrics_addr]);
     let sensor = start_sensor(dir.path(), &keys, port, &[]);
     replay(&sensor.sock);
     let run = sensor.finish();
@@ -283,8 +310,39 @@ fn the_collector_stores_exactly_what_a_file_run_records() {
     wait_until(Duration::from_secs(30), "the spool to drain", || {
         spooled(dir.path()).is_empty()
     });
-    let got = collector_records(port, &names(expected));
+    let asked = names(expected);
+    let got = collector_records(port, &asked);
     assert_eq!(totals(&got, 1), totals(expected, 1), "{}", run.stderr);
+    // The collector counted what the sensor says it delivered, and one answer per query.
+    let value = |name: &str| common::expect::summary_value(&run.stderr, name).unwrap();
+    let m = collector_metrics(metrics_port);
+    let refused = |status: &str| {
+        m[&format!("dnsensor_collector_requests_refused_total{{status=\"{status}\"}}")]
+    };
+    assert_eq!(
+        m["dnsensor_collector_batches_stored_total"],
+        value("uploaded"),
+        "{m:?}"
+    );
+    assert_eq!(
+        m["dnsensor_collector_batches_stored_total"],
+        value("batches_sealed"),
+        "{m:?}"
+    );
+    assert_eq!(
+        m["dnsensor_collector_records_stored_total"],
+        value("rrsets_flushed"),
+        "{m:?}"
+    );
+    assert_eq!(m["dnsensor_collector_batches_duplicate_total"], 0, "{m:?}");
+    assert_eq!(
+        m["dnsensor_collector_queries_answered_total"],
+        asked.len() as u64,
+        "{m:?}"
+    );
+    for status in ["400", "401", "413", "422", "500"] {
+        assert_eq!(refused(status), 0, "{status}: {m:?}");
+    }
     collector.stop(Duration::from_secs(10));
 }
 
@@ -294,7 +352,10 @@ fn a_renewed_token_is_taken_in_at_sighup_and_nothing_is_lost() {
     let dir = TestDir::new("delivery-token");
     let keys = keys(dir.path());
     let port = free_port();
-    let mut collector = start_collector(dir.path(), &keys, port);
+    let metrics_port = free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let mut collector =
+        start_collector_with(dir.path(), &keys, port, &["--metrics", &metrics_addr]);
     let token = dir.path().join("sensor-token");
     fs::write(&token, "an-old-token\n").unwrap();
     // SIGHUP reloads from --config; the flags still say everything else.
@@ -341,6 +402,15 @@ fn a_renewed_token_is_taken_in_at_sighup_and_nothing_is_lost() {
     );
     let got = collector_records(port, &names(expected));
     assert_eq!(totals(&got, 1), totals(expected, 1), "{}", run.stderr);
+    // Each upload worker had one batch refused before the stop (two workers by default).
+    let m = collector_metrics(metrics_port);
+    let refused = m["dnsensor_collector_requests_refused_total{status=\"401\"}"];
+    assert!((1..=2).contains(&refused), "{m:?}");
+    let uploaded = common::expect::summary_value(&run.stderr, "uploaded").unwrap();
+    assert_eq!(
+        m["dnsensor_collector_batches_stored_total"], uploaded,
+        "{m:?}"
+    );
     collector.stop(Duration::from_secs(10));
 }
 

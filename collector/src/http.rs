@@ -21,6 +21,7 @@ use serde_json::json;
 
 use crate::cof::parse_ndjson;
 use crate::query::{self, Params};
+use crate::stats::CollectorStats;
 use crate::store::{BatchMeta, Store, StoreOutcome};
 use crate::tls::TlsListener;
 
@@ -34,6 +35,7 @@ pub(crate) struct AppState {
     /// Batches being opened and merged at once. Each may decompress to
     /// `max_plaintext_bytes`, and merges queue on the one writer anyway, so a few suffice.
     pub batch_slots: Arc<tokio::sync::Semaphore>,
+    pub stats: Arc<CollectorStats>,
 }
 
 /// Default number of [`AppState::batch_slots`].
@@ -89,7 +91,8 @@ impl Reject {
         self
     }
 
-    fn into_response(self, peer: PeerAddr, what: &str) -> Response {
+    fn into_response(self, stats: &CollectorStats, peer: PeerAddr, what: &str) -> Response {
+        stats.refuse(self.status.as_u16());
         if self.status.is_server_error() {
             log::error!("{what} from {}: {}", peer.0, self.reason);
         } else {
@@ -149,9 +152,10 @@ async fn post_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let stats = Arc::clone(&state.stats);
     match receive_batch(state, &headers, body).await {
         Ok(resp) => resp,
-        Err(r) => r.into_response(peer, "batch upload"),
+        Err(r) => r.into_response(&stats, peer, "batch upload"),
     }
 }
 
@@ -281,6 +285,8 @@ fn process_batch(state: &AppState, key_id: BatchId, sealed: &[u8]) -> Result<Res
     let body = json!({ "batch_id": id, "records": header.records });
     Ok(match outcome {
         StoreOutcome::Stored => {
+            CollectorStats::add(&state.stats.batches_stored, 1);
+            CollectorStats::add(&state.stats.records_stored, u64::from(header.records));
             log::info!(
                 "stored batch {id} from sensor {}: {} records",
                 header.sensor_id,
@@ -289,6 +295,7 @@ fn process_batch(state: &AppState, key_id: BatchId, sealed: &[u8]) -> Result<Res
             (StatusCode::CREATED, axum::Json(body)).into_response()
         }
         StoreOutcome::Duplicate => {
+            CollectorStats::add(&state.stats.batches_duplicate, 1);
             log::info!(
                 "batch {id} from sensor {} was already stored; not counted again",
                 header.sensor_id
@@ -307,7 +314,7 @@ async fn get_rrset(
 ) -> Response {
     answer_query(&state, &headers, &uri, |p| query::rrset_query(&name, p))
         .await
-        .unwrap_or_else(|r| r.into_response(peer, "rrset query"))
+        .unwrap_or_else(|r| r.into_response(&state.stats, peer, "rrset query"))
 }
 
 async fn get_rdata(
@@ -319,7 +326,7 @@ async fn get_rdata(
 ) -> Response {
     answer_query(&state, &headers, &uri, |p| query::rdata_query(&value, p))
         .await
-        .unwrap_or_else(|r| r.into_response(peer, "rdata query"))
+        .unwrap_or_else(|r| r.into_response(&state.stats, peer, "rdata query"))
 }
 
 async fn answer_query(
@@ -349,6 +356,7 @@ async fn answer_query(
             format!("stored rdata: {e}"),
         )
     })?;
+    CollectorStats::add(&state.stats.queries_answered, 1);
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/x-ndjson")],

@@ -10,6 +10,7 @@
 mod cof;
 mod http;
 mod query;
+mod stats;
 mod store;
 mod tls;
 
@@ -23,6 +24,7 @@ use dnsensor_delivery::keys::SecretKey;
 use thiserror::Error;
 
 pub use query::{DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT};
+pub use stats::{CollectorStats, REFUSAL_STATUSES};
 
 /// Default cap on an upload's body (the sealed batch), in bytes: 64 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -180,6 +182,7 @@ impl Collector {
             max_body_bytes: config.max_body_bytes,
             max_plaintext_bytes: MAX_PLAINTEXT_BYTES,
             batch_slots: Arc::new(tokio::sync::Semaphore::new(http::BATCH_SLOTS)),
+            stats: Arc::new(CollectorStats::default()),
         });
         log::info!(
             "collector listening on {}{} with database {}",
@@ -196,6 +199,11 @@ impl Collector {
             local_addr,
             state,
         })
+    }
+
+    /// The counters, for a metrics endpoint; they go on counting while the collector serves.
+    pub fn stats(&self) -> Arc<CollectorStats> {
+        Arc::clone(&self.state.stats)
     }
 
     /// The bound address (useful with port 0).
