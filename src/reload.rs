@@ -77,19 +77,15 @@ impl Reloader {
             applied.push("log-level".into());
         }
         // The token file is read again even under the same name: that is how a token is renewed.
-        let mut upload_applied = false;
+        // The uploader compares with the settings it runs with, so nothing is kept here.
         if let (Some(control), Some(delivery), Some(_)) =
             (&self.upload, &new.delivery, &old.delivery)
         {
             match upload_settings(delivery)
                 .and_then(|c| control.apply(c).map_err(|e| e.to_string()))
             {
-                Ok(changed) => {
-                    upload_applied = true;
-                    if !changed.is_empty() {
-                        applied.push(format!("upload settings ({})", changed.join(", ")));
-                    }
-                }
+                Ok(changed) if changed.is_empty() => {}
+                Ok(changed) => applied.push(format!("upload settings ({})", changed.join(", "))),
                 Err(e) => log::error!("reload: {e}; the running upload settings stay"),
             }
         }
@@ -134,12 +130,6 @@ impl Reloader {
         self.running.privacy = new.privacy;
         self.running.privacy_filter = new.privacy_filter;
         self.running.log_level = new.log_level;
-        if upload_applied {
-            if let (Some(running), Some(delivery)) = (&mut self.running.delivery, new.delivery) {
-                running.upload = delivery.upload;
-                running.token_file = delivery.token_file;
-            }
-        }
     }
 }
 
