@@ -310,6 +310,66 @@ mod tests {
         assert_eq!(r[0].index_values, strings(&["192.0.2.1"]));
     }
 
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn label() -> impl Strategy<Value = String> {
+            "[a-zA-Z0-9-]{1,12}"
+        }
+
+        proptest! {
+            /// Any bytes: no panic; what is accepted is normalised and consistent, and a refusal
+            /// names a line of the payload.
+            #[test]
+            fn any_bytes_are_refused_or_normalised(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+                match parse_ndjson(&bytes) {
+                    Ok(records) => {
+                        for r in records {
+                            prop_assert!(r.rrname.ends_with('.'));
+                            prop_assert!(!r.rrname.bytes().any(|b| b.is_ascii_uppercase()));
+                            prop_assert!(r.time_first <= r.time_last && r.count >= 1);
+                        }
+                    }
+                    Err(e) => {
+                        let lines = bytes.split(|&b| b == b'\n').count();
+                        prop_assert!((1..=lines).contains(&e.line), "{e}");
+                    }
+                }
+            }
+
+            /// Lines a sensor could write are accepted, with their names lowercased and made
+            /// absolute, their type uppercased and their counts and times kept.
+            #[test]
+            fn sensor_lines_are_accepted_and_normalised(
+                labels in proptest::collection::vec(label(), 1..5),
+                absolute in any::<bool>(),
+                rrtype in prop::sample::select(vec!["a", "AAAA", "ns", "Txt", "type65534"]),
+                rdata in proptest::collection::vec("[ -~]{1,30}", 1..4),
+                first in 0u64..(1 << 40),
+                span in 0u64..(1 << 20),
+                count in 1u64..(1 << 40),
+            ) {
+                let mut name = labels.join(".");
+                if absolute {
+                    name.push('.');
+                }
+                let line = serde_json::json!({
+                    "rrname": name, "rrtype": rrtype, "rdata": rdata,
+                    "time_first": first, "time_last": first + span, "count": count,
+                });
+                let records = parse_ndjson(line.to_string().as_bytes()).unwrap();
+                prop_assert_eq!(records.len(), 1);
+                let r = &records[0];
+                prop_assert_eq!(&r.rrname, &format!("{}.", labels.join(".").to_ascii_lowercase()));
+                prop_assert_eq!(&r.rrtype, &rrtype.to_ascii_uppercase());
+                prop_assert_eq!(&r.rdata_json, &serde_json::to_string(&rdata).unwrap());
+                prop_assert_eq!((r.time_first, r.time_last, r.count), (first as i64, (first + span) as i64, count as i64));
+            }
+        }
+    }
+
     #[test]
     fn bad_lines_are_refused_with_their_number() {
         let ok = r#"{"rrname":"a.","rrtype":"A","rdata":["192.0.2.1"],"time_first":1,"time_last":2,"count":1}"#;

@@ -114,6 +114,15 @@ pub enum CollectorError {
     Serve(#[source] std::io::Error),
 }
 
+/// Checks a batch's NDJSON payload as the collector does before storing it: returns how many
+/// records it holds, or why the first bad line is refused (the whole batch is then refused).
+/// For tools and fuzzing; the server uses the same parser.
+pub fn check_ndjson(ndjson: &[u8]) -> Result<usize, String> {
+    cof::parse_ndjson(ndjson)
+        .map(|records| records.len())
+        .map_err(|e| e.to_string())
+}
+
 /// Reads a bearer token from `path`: surrounding whitespace (a trailing newline) is dropped,
 /// and an empty file is an error rather than a collector that anyone can use.
 pub fn read_token_file(path: &Path) -> Result<String, CollectorError> {
