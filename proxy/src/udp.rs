@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use dnsensor_core::pipeline::Batcher;
 use dnsensor_core::{Observation, Segment, Transport};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
@@ -46,13 +46,18 @@ const HANDOFF_DELAY_MS: u16 = 50;
 /// Kernel receive buffer asked for on each upstream socket.
 const UPSTREAM_RECV_BUFFER: usize = 1 << 20;
 
+/// Queries and answers are copied into shared chunks of this size, one after another, so that
+/// keeping one (a pending query, an observation's answer) costs no allocation of its own: a chunk
+/// is freed, by whichever thread drops its last message, once every message in it is done with.
+const COPY_CHUNK: usize = 64 * 1024;
+
 /// A client query on its way to an upstream.
 struct Pending {
     client: SocketAddr,
     listener: usize,
     client_id: u16,
-    /// The client's query; its ID is the upstream ID of the current try.
-    query: Vec<u8>,
+    /// The client's query, in a shared chunk; its ID is the upstream ID of the current try.
+    query: BytesMut,
     started: Instant,
     try_deadline: Instant,
     tried: Tried,
@@ -231,13 +236,14 @@ impl Udp {
         let mut queries = RecvBatch::new();
         let mut sends = SendBatch::new();
         let mut accepted = Vec::with_capacity(mmsg::BATCH);
+        let mut chunk = BytesMut::with_capacity(COPY_CHUNK);
         loop {
             match queries.recv(fd) {
                 Ok(n) => {
                     let now = Instant::now();
                     for i in 0..n {
                         let (query, client) = (queries.get(i), queries.sender(i));
-                        if let Some(p) = self.accept_query(index, query, client, now) {
+                        if let Some(p) = self.accept_query(index, query, client, now, &mut chunk) {
                             accepted.push(p);
                         }
                     }
@@ -282,6 +288,7 @@ impl Udp {
         query: &[u8],
         client: Option<SocketAddr>,
         now: Instant,
+        chunk: &mut BytesMut,
     ) -> Option<Pending> {
         let stats = &self.shared.stats;
         let (Some(client_id), Some(client)) = (message::id(query), client) else {
@@ -305,7 +312,7 @@ impl Udp {
             client,
             listener,
             client_id,
-            query: query.to_vec(),
+            query: copy_into(chunk, query),
             started: now,
             try_deadline: now,
             tried: 0,
@@ -459,6 +466,7 @@ impl Udp {
         let mut answers = RecvBatch::new();
         let mut sends = SendBatch::new();
         let mut batcher = self.shared.handoff.batcher();
+        let mut chunk = BytesMut::with_capacity(COPY_CHUNK);
         while !self.stop.load(Ordering::Relaxed) {
             let ready = match waits.epoll.wait(&mut events, HANDOFF_DELAY_MS) {
                 Ok(ready) => ready,
@@ -483,7 +491,7 @@ impl Udp {
                 let Some(socket) = sockets.iter().find(|s| s.sock.as_raw_fd() == fd) else {
                     continue;
                 };
-                self.receive_from(socket, &mut answers, &mut sends, &mut batcher);
+                self.receive_from(socket, &mut answers, &mut sends, &mut batcher, &mut chunk);
             }
         }
         batcher.flush();
@@ -496,9 +504,10 @@ impl Udp {
         answers: &mut RecvBatch,
         sends: &mut SendBatch,
         batcher: &mut Batcher,
+        chunk: &mut BytesMut,
     ) {
         match answers.recv(socket.sock.as_raw_fd()) {
-            Ok(_) => self.on_answers(socket, answers, sends, batcher),
+            Ok(_) => self.on_answers(socket, answers, sends, batcher, chunk),
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
                 self.shared.upstreams.refused(socket.upstream);
                 self.fail_over_all(socket);
@@ -516,6 +525,7 @@ impl Udp {
         answers: &mut RecvBatch,
         sends: &mut SendBatch,
         batcher: &mut Batcher,
+        chunk: &mut BytesMut,
     ) {
         let shared = &*self.shared;
         let stats = &shared.stats;
@@ -582,13 +592,13 @@ impl Udp {
             }
             batcher.push(Observation {
                 time,
-                response: Bytes::copy_from_slice(answers.get(i)),
+                response: copy_into(chunk, answers.get(i)).freeze(),
                 server,
                 client: Some(p.client),
                 transport: Transport::Udp,
                 segment: Segment::Forwarder,
                 bailiwick: None,
-                query: Some(Bytes::from(p.query)),
+                query: Some(p.query.freeze()),
             });
         }
     }
@@ -676,6 +686,15 @@ impl Udp {
 }
 
 /// A random ID not in use on this socket, if one turns up in a few draws.
+/// `bytes` copied to the end of `chunk` and split off it; a new chunk is taken when it is full.
+fn copy_into(chunk: &mut BytesMut, bytes: &[u8]) -> BytesMut {
+    if chunk.capacity() < bytes.len() {
+        *chunk = BytesMut::with_capacity(COPY_CHUNK.max(bytes.len()));
+    }
+    chunk.extend_from_slice(bytes);
+    chunk.split()
+}
+
 fn free_id(pending: &PendingTable) -> Option<u16> {
     (0..16)
         .map(|_| rand::random::<u16>())
@@ -698,4 +717,31 @@ fn open_upstream_socket(shared: &Shared, u: usize) -> std::io::Result<UpSocket> 
         upstream: u,
         pending: Mutex::new(PendingTable::default()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_share_a_chunk_and_outlive_it() {
+        let mut chunk = BytesMut::with_capacity(COPY_CHUNK);
+        let a = copy_into(&mut chunk, b"query one");
+        let b = copy_into(&mut chunk, b"two");
+        // One after the other in one allocation.
+        assert_eq!(a.as_ptr().wrapping_add(a.len()), b.as_ptr());
+        // What no longer fits goes into a chunk of its own; the earlier copies stay as they were.
+        let big = copy_into(&mut chunk, &[7; COPY_CHUNK]);
+        let c = copy_into(&mut chunk, b"three");
+        assert_ne!(b.as_ptr().wrapping_add(b.len()), big.as_ptr());
+        assert_eq!(
+            (&a[..], &b[..], &c[..]),
+            (&b"query one"[..], &b"two"[..], &b"three"[..])
+        );
+        assert!(big.iter().all(|&x| x == 7) && big.len() == COPY_CHUNK);
+        drop(chunk);
+        let mut a = a;
+        message::set_id(&mut a, 0x4142);
+        assert_eq!(&a.freeze()[..], b"ABery one");
+    }
 }
