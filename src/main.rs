@@ -1,6 +1,7 @@
 //! dnsensor's entry point: parses the command line, sets up logging, and runs the chosen mode.
 //! Each mode wires one source to the shared pipeline and prints a one-line summary on exit.
 
+mod check_config;
 mod cli;
 mod config;
 mod logging;
@@ -53,7 +54,7 @@ fn main() -> ExitCode {
         Command::Collector(args) => mode_collector::main(args),
         Command::GenerateDocs(args) => mode_docs::main(args),
         Command::CheckConfig(args) => {
-            let problems = config::check_file(&args.config);
+            let problems = check_config::check_file(&args.config);
             if problems.is_empty() {
                 println!("{}: ok", args.config.display());
                 return ExitCode::SUCCESS;
