@@ -145,6 +145,14 @@ fn start_collector(dir: &Path, keys: &Keys, port: u16) -> Daemon {
     start_collector_with(dir, keys, port, &[])
 }
 
+/// [`start_collector`] with `--metrics` on a free port, which it returns.
+fn start_collector_with_metrics(dir: &Path, keys: &Keys, port: u16) -> (Daemon, u16) {
+    let metrics_port = free_port();
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let collector = start_collector_with(dir, keys, port, &["--metrics", &metrics]);
+    (collector, metrics_port)
+}
+
 /// [`start_collector`] with extra arguments.
 fn start_collector_with(dir: &Path, keys: &Keys, port: u16, extra: &[&str]) -> Daemon {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dnsensor"));
@@ -298,10 +306,7 @@ fn the_collector_stores_exactly_what_a_file_run_records() {
     let dir = TestDir::new("delivery-e2e");
     let keys = keys(dir.path());
     let port = free_port();
-    let metrics_port = free_port();
-    let metrics_addr = format!("127.0.0.1:{metrics_port}");
-    let mut collector =
-        start_collector_with(dir.path(), &keys, port, &["--metrics", &metrics_addr]);
+    let (mut collector, metrics_port) = start_collector_with_metrics(dir.path(), &keys, port);
     let sensor = start_sensor(dir.path(), &keys, port, &[]);
     replay(&sensor.sock);
     let run = sensor.finish();
@@ -352,10 +357,7 @@ fn a_renewed_token_is_taken_in_at_sighup_and_nothing_is_lost() {
     let dir = TestDir::new("delivery-token");
     let keys = keys(dir.path());
     let port = free_port();
-    let metrics_port = free_port();
-    let metrics_addr = format!("127.0.0.1:{metrics_port}");
-    let mut collector =
-        start_collector_with(dir.path(), &keys, port, &["--metrics", &metrics_addr]);
+    let (mut collector, metrics_port) = start_collector_with_metrics(dir.path(), &keys, port);
     let token = dir.path().join("sensor-token");
     fs::write(&token, "an-old-token\n").unwrap();
     // SIGHUP reloads from --config; the flags still say everything else.
