@@ -14,8 +14,11 @@
 #      (b) dnstap-ldns -q reading the file itself (and (b') dnstap-ldns -y, for context),
 #      (c) dnsensor dnstap --output file:/dev/null --window 60 (defaults otherwise) and
 #      (c') the same with a --queue-depth that holds the whole capture (a diagnostic: nothing is
-#      ever shed, so its wall time is the time to process every message), --rounds rounds
-#      (default 3). A (c) round whose summary shows shed > 0 did less work than the others: it is
+#      ever shed, so its wall time is the time to process every message) and (c'') (c') fed by
+#      socat instead of fstrm_replay (a diagnostic: the file is a unidirectional Frame Streams
+#      stream, and socat writes it in 256 KiB writes at almost no CPU cost, where fstrm_replay
+#      makes one system call per frame; so this is dnsensor's own pace, without a sender
+#      competing for the two cores), --rounds rounds (default 3). A (c) round whose summary shows shed > 0 did less work than the others: it is
 #      flagged and left out of the means.
 #   3. Prints a markdown table (wall, CPU user+sys, messages/s, peak RSS, shed) and the ratios
 #      against the goals; everything also goes to bench/out/results-<time>.md.
@@ -26,10 +29,11 @@
 # What is measured: for (a) and (c) the wall time runs from just before fstrm_replay starts until
 # the receiver has exited: SIGTERM is sent as soon as fstrm_replay returns, and dnsensor then
 # processes what it has queued, flushes its window and exits. For (b) it is dnstap-ldns' whole
-# run. CPU time and peak RSS are GNU time's %U+%S and %M of the receiver process alone.
+# run. CPU time and peak RSS are GNU time's %U+%S and %M of the receiver process alone; the
+# sender's CPU time (user+sys of fstrm_replay or socat) is reported beside it.
 #
 # It installs what it needs (apt-get: nsd unbound fstrm-bin dnstap-ldns dnsperf bind9-dnsutils
-# time python3-venv procps; pip, into bench/out/venv: dnspython) and builds the release binary
+# time python3-venv procps socat; pip, into bench/out/venv: dnspython) and builds the release binary
 # (`cargo build --release --locked --bin dnsensor`, honouring CARGO_TARGET_DIR).
 # Only 127.0.0.0/8 is used. Ports 53 on 127.53.9.{1..6,53} must be free.
 set -euo pipefail
@@ -69,7 +73,7 @@ log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
 # ---------------------------------------------------------------------------------------------
 install_deps() {
     bash "$REPO/scripts/install-deps.sh" nsd unbound fstrm-bin dnstap-ldns dnsperf bind9-dnsutils \
-        time python3-venv procps
+        time python3-venv procps socat
     if ! "$OUT/venv/bin/python" -c 'import dns.message' 2>/dev/null; then
         log "creating $OUT/venv with dnspython (pip)"
         python3 -m venv "$OUT/venv"
@@ -194,16 +198,18 @@ log "capture $CAPTURE: $MESSAGES messages, $CAPTURE_BYTES bytes"
 # ---------------------------------------------------------------------------------------------
 # 2./3. Replays, alternating, ROUNDS rounds
 # ---------------------------------------------------------------------------------------------
-RAW="$OUT/raw-$STAMP.tsv"   # round consumer wall replay_wall user sys maxrss_kib load1 extra
-printf 'round\tconsumer\twall_s\treplay_s\tuser_s\tsys_s\tmaxrss_kib\tload1\textra\n' >"$RAW"
+RAW="$OUT/raw-$STAMP.tsv"   # round consumer wall replay_wall user sys maxrss_kib load1 extra sender_cpu
+printf 'round\tconsumer\twall_s\treplay_s\tuser_s\tsys_s\tmaxrss_kib\tload1\textra\tsender_cpu_s\n' >"$RAW"
 TIMEFMT="%e %U %S %M"
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
-# run_receiver ROUND NAME CMD...: a socket receiver under /usr/bin/time; replay; SIGTERM; wait.
+# run_receiver ROUND NAME CMD...: a socket receiver under /usr/bin/time; replay (with
+# fstrm_replay, or socat when SEND_WITH=socat); SIGTERM; wait.
+SEND_WITH=fstrm_replay
 run_receiver() {
     local round=$1 name=$2; shift 2
-    local sock="$TMP/replay.sock" tpid child t0 t1 t2 l extra=""
+    local sock="$TMP/replay.sock" tpid child t0 t1 t2 l su ss extra=""
     rm -f "$sock"
     l=$(load1)
     /usr/bin/time -f "$TIMEFMT" -o "$TMP/time" "$@" 2>"$TMP/recv.err" &
@@ -211,8 +217,14 @@ run_receiver() {
     wait_socket "$sock" "$tpid"
     child=$(pgrep -P "$tpid")
     t0=$(now)
-    fstrm_replay -t "$CT" -u "$sock" -r "$CAPTURE"
+    if [ "$SEND_WITH" = socat ]; then
+        /usr/bin/time -f "%U %S" -o "$TMP/sender-time" \
+            socat -u -b 262144 "OPEN:$CAPTURE" "UNIX-CONNECT:$sock"
+    else
+        /usr/bin/time -f "%U %S" -o "$TMP/sender-time" fstrm_replay -t "$CT" -u "$sock" -r "$CAPTURE"
+    fi
     t1=$(now)
+    read -r su ss < <(tail -1 "$TMP/sender-time")
     kill -TERM "$child"
     wait "$tpid" || true
     t2=$(now)
@@ -222,9 +234,10 @@ run_receiver() {
     fi
     # The last line (GNU time puts "Command terminated by signal N" before it when applicable).
     read -r _ u s m < <(tail -1 "$TMP/time")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" \
         "$(awk -v a="$t0" -v b="$t2" 'BEGIN{printf "%.3f", b-a}')" \
-        "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')" "$u" "$s" "$m" "$l" "$extra" >>"$RAW"
+        "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')" "$u" "$s" "$m" "$l" "$extra" \
+        "$(awk -v a="$su" -v b="$ss" 'BEGIN{printf "%.2f", a+b}')" >>"$RAW"
 }
 
 # run_reader ROUND NAME CMD...: a file reader under /usr/bin/time, output to /dev/null.
@@ -250,6 +263,9 @@ for round in $(seq "$ROUNDS"); do
     run_receiver "$round" "dnsensor --queue-depth $BIGQ" "$BIN" dnstap \
         --listen "unix:$TMP/replay.sock" --output file:/dev/null --window 60 --sensor-id bench \
         --queue-depth "$BIGQ"
+    SEND_WITH=socat run_receiver "$round" "dnsensor --queue-depth $BIGQ, fed by socat" "$BIN" \
+        dnstap --listen "unix:$TMP/replay.sock" --output file:/dev/null --window 60 \
+        --sensor-id bench --queue-depth "$BIGQ"
     run_reader "$round" "dnstap-ldns -y" dnstap-ldns -r "$CAPTURE" -y
 done
 LOAD_AFTER=$(cat /proc/loadavg)
@@ -290,15 +306,15 @@ fi
     echo "- dnsensor $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet 2>/dev/null || echo ' + uncommitted changes'), $(unbound -V 2>/dev/null | head -1), fstrm $(dpkg-query -W -f='${Version}' fstrm-bin), dnstap-ldns $(dpkg-query -W -f='${Version}' dnstap-ldns)"
     echo "- capture: $MESSAGES dnstap messages, $((CAPTURE_BYTES / 1024)) KiB"
     echo
-    echo "| round | consumer | wall s | replay s | CPU s (user+sys) | msg/s (wall) | CPU µs/msg | peak RSS MiB | shed | load1 at start |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| round | consumer | wall s | replay s | CPU s (user+sys) | sender CPU s | msg/s (wall) | CPU µs/msg | peak RSS MiB | shed | load1 at start |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     awk -F'\t' -v n="$MESSAGES" 'NR > 1 && $1 != "completeness" {
         cpu = $5 + $6
         shed = "–"
         if (match($9, / shed=[0-9]+/)) shed = substr($9, RSTART + 6, RLENGTH - 6)
-        printf "| %s | %s | %.2f | %s | %.2f | %.0f | %.2f | %.1f | %s | %s |\n", $1, $2, $3,
-            ($4 == "" ? "–" : sprintf("%.2f", $4)), cpu, n / $3, cpu * 1e6 / n, $7 / 1024,
-            (shed + 0 > 0 ? "**" shed "**" : shed), $8
+        printf "| %s | %s | %.2f | %s | %.2f | %s | %.0f | %.2f | %.1f | %s | %s |\n", $1, $2, $3,
+            ($4 == "" ? "–" : sprintf("%.2f", $4)), cpu, ($10 == "" ? "–" : $10), n / $3,
+            cpu * 1e6 / n, $7 / 1024, (shed + 0 > 0 ? "**" shed "**" : shed), $8
     }' "$RAW"
     echo
     awk -F'\t' -v n="$MESSAGES" -v bigq="$BIGQ" 'NR > 1 && $1 != "completeness" {
@@ -307,10 +323,11 @@ fi
         if (k == "dnsensor" && match($9, / shed=[0-9]+/) && substr($9, RSTART + 6, RLENGTH - 6) + 0 > 0) {
             shedrounds++; next
         }
-        c[k]++; w[k] += $3; cpu[k] += $5 + $6
+        c[k]++; w[k] += $3; cpu[k] += $5 + $6; snd[k] += $10
     } END {
-        for (k in c) { w[k] /= c[k]; cpu[k] /= c[k] }
+        for (k in c) { w[k] /= c[k]; cpu[k] /= c[k]; snd[k] /= c[k] }
         big = "dnsensor --queue-depth " bigq
+        fed = big ", fed by socat"
         rss = r["dnsensor"] / 1024
         total = shedrounds + c["dnsensor"]
         print "Means over the rounds. dnsensor (default settings) shed load in " shedrounds + 0 " of " total " rounds; those rounds did less work and are left out."
@@ -332,6 +349,13 @@ fi
             printf "| (context) the same against dnstap-ldns -y | %.2f | – | – |\n", cpu[big] / cpu["dnstap-ldns -y"]
         }
         printf "| dnsensor (default settings) peak RSS, max over rounds | %.1f MiB | < 64 MiB | %s |\n", rss, (rss < 64 ? "yes" : "**no**")
+        if (c[fed] > 0)
+            printf "| (diagnostic) fstrm_capture wall / dnsensor fed by socat wall | %.2f | – | – |\n", w["fstrm_capture"] / w[fed]
+        print ""
+        print "Both cores during a replay (sender CPU + receiver CPU) / wall, in cores, means:"
+        print ""
+        for (k in c) if (snd[k] > 0)
+            printf "- %s: (%.2f + %.2f) / %.2f = %.2f\n", k, snd[k], cpu[k], w[k], (snd[k] + cpu[k]) / w[k]
     }' "$RAW"
     echo
     echo "dnsensor summaries (one per round):"
