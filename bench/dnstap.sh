@@ -18,8 +18,8 @@
 #      socat instead of fstrm_replay (a diagnostic: the file is a unidirectional Frame Streams
 #      stream, and socat writes it in 256 KiB writes at almost no CPU cost, where fstrm_replay
 #      makes one system call per frame; so this is dnsensor's own pace, without a sender
-#      competing for the two cores), --rounds rounds (default 3). A (c) round whose summary shows shed > 0 did less work than the others: it is
-#      flagged and left out of the means.
+#      competing for the two cores), --rounds rounds (default 3). A (c) round whose summary
+#      shows shed > 0 did less work than the others: it is flagged and left out of the means.
 #   3. Prints a markdown table (wall, CPU user+sys, messages/s, peak RSS, shed) and the ratios
 #      against the goals; everything also goes to bench/out/results-<time>.md.
 #   4. Completeness: one more dnsensor run with --output file:bench/out/completeness.json, a
