@@ -35,7 +35,8 @@
 #        latency   dnsperf -c C -q Q -Q R -l DURATION -t 1 -v (fixed rate, default R = 10 000/s,
 #                  well below every peer's capacity): Debian's dnsperf 2.10 prints only the
 #                  average latency, no histogram or percentiles, so -v's per-query latencies
-#                  (µs resolution) give average, p50, p99, p99.9 and max.
+#                  (µs resolution) give average, p50, p99, p99.9 and max, per round and (as
+#                  context) over every round's answers of a peer pooled.
 #      CPU per query: utime+stime of the proxy process (all threads, /proc/PID/stat) across each
 #      measured dnsperf run ÷ queries completed in it; and the whole life of the process (GNU time
 #      %U+%S: start-up, warm-up, both runs and, for dnsensor, the final flush of its window on
@@ -312,9 +313,14 @@ dnsperf_stats() {
         /Response codes:/    { sub(/.*Response codes: */, ""); gsub(/ \([0-9.]+%\)/, ""); gsub(/, /, ","); gsub(/ /, "="); r = $0 }
         END { printf "%s %s %s %s %s %s\n", c, l, q, a, (r == "" ? "-" : r), n }' "$1"
 }
-# latency_stats LOG: "avg p50 p99 p999 max" in seconds, from dnsperf -v lines "> RCODE name type s".
+# latencies LOG...: each answered query's latency in seconds, from dnsperf -v lines
+# "> RCODE name type s".
+latencies() {
+    awk '/^> / && $2 != "T" && $2 != "I" && $NF ~ /^[0-9.]+$/ { print $NF }' "$@"
+}
+# latency_stats LOG...: "avg p50 p99 p999 max" in seconds over every answer in the logs.
 latency_stats() {
-    awk '/^> / && $2 != "T" && $2 != "I" && $NF ~ /^[0-9.]+$/ { print $NF }' "$1" | sort -g |
+    latencies "$@" | sort -g |
         awk '{ v[NR] = $1; s += $1 }
             function pct(p,  i) { i = int(NR * p + 0.999999); if (i < 1) i = 1; return v[i] }
             END { if (NR == 0) { print "- - - - -"; exit }
@@ -484,6 +490,23 @@ DNSENSOR_REV="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(
             }
             if ("direct" in seen) printf "| (context) dnsdist q/s / direct (dnsperf → NSD, no proxy) q/s | %.2f | – | – |\n", q["dnsdist"] / q["direct"]
         }' lq="$LAT_QPS" "$RAW"
+    echo
+    echo "Latency @$LAT_QPS/s over every round's answers pooled (context: the goal rows above use the medians of the rounds):"
+    echo
+    echo "| peer | answers | avg ms | p50 ms | p99 ms | p99.9 ms | p99 / dnsdist's |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    pooled_dnsdist=""
+    # dnsdist first, as the others' p99 is divided by its own.
+    for peer in dnsdist ${PEERS//dnsdist/}; do
+        logs=("$TMP"/lat-"$peer"-*.log)
+        [ -e "${logs[0]}" ] || continue
+        n=$(latencies "${logs[@]}" | wc -l)
+        read -r avg p50 p99 p999 _ <<<"$(latency_stats "${logs[@]}")"
+        [ "$peer" = dnsdist ] && pooled_dnsdist=$p99
+        awk -v peer="$peer" -v n="$n" -v a="$avg" -v m="$p50" -v p="$p99" -v t="$p999" -v d="$pooled_dnsdist" 'BEGIN {
+            printf "| %s | %d | %.3f | %.3f | %.3f | %.3f | %s |\n", peer, n, a * 1000, m * 1000, p * 1000, t * 1000,
+                (d != "" && peer != "dnsdist" ? sprintf("%.2f", p / d) : "–") }'
+    done
     if want dnsensor; then
         echo
         echo "dnsensor summaries and record counts (lines in the --output file) per round:"

@@ -685,7 +685,6 @@ impl Udp {
     }
 }
 
-/// A random ID not in use on this socket, if one turns up in a few draws.
 /// `bytes` copied to the end of `chunk` and split off it; a new chunk is taken when it is full.
 fn copy_into(chunk: &mut BytesMut, bytes: &[u8]) -> BytesMut {
     if chunk.capacity() < bytes.len() {
@@ -695,6 +694,7 @@ fn copy_into(chunk: &mut BytesMut, bytes: &[u8]) -> BytesMut {
     chunk.split()
 }
 
+/// A random ID not in use on this socket, if one turns up in a few draws.
 fn free_id(pending: &PendingTable) -> Option<u16> {
     (0..16)
         .map(|_| rand::random::<u16>())
