@@ -33,8 +33,8 @@
 # sender's CPU time (user+sys of fstrm_replay or socat) is reported beside it.
 #
 # It installs what it needs (apt-get: nsd unbound fstrm-bin dnstap-ldns dnsperf bind9-dnsutils
-# time python3-venv procps socat; pip, into bench/out/venv: dnspython) and builds the release binary
-# (`cargo build --release --locked --bin dnsensor`, honouring CARGO_TARGET_DIR).
+# time python3-venv procps socat; pip, into bench/out/venv: dnspython) and builds the release
+# binary (`cargo build --release --locked --bin dnsensor`, honouring CARGO_TARGET_DIR).
 # Only 127.0.0.0/8 is used. Ports 53 on 127.53.9.{1..6,53} must be free.
 set -euo pipefail
 
