@@ -2,6 +2,7 @@
 //! filters, log level, upload settings); every other changed key is logged as needing a restart.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use dnsensor_core::pipeline::PrivacyControl;
 use dnsensor_delivery::upload::{read_token_file, UploaderConfig};
@@ -9,6 +10,10 @@ use dnsensor_delivery::UploadControl;
 
 use crate::cli::CommonArgs;
 use crate::config::{self, Common, Delivery, FileConfig};
+
+/// How long a reload waits for the pipeline's workers to switch privacy filters. A worker first
+/// extracts what its queue holds, at most a queue's worth, which takes milliseconds.
+const PRIVACY_SWITCH_WAIT: Duration = Duration::from_secs(2);
 
 /// What a reload needs: the flags (they still override the file), the settings running now,
 /// the pipeline's privacy control and, with `--output collector`, the uploader's control.
@@ -69,7 +74,12 @@ impl Reloader {
         let old = &self.running;
         let mut applied: Vec<String> = Vec::new();
         if new.privacy != old.privacy {
-            self.privacy.set(new.privacy_filter.clone());
+            if !self
+                .privacy
+                .set(new.privacy_filter.clone(), PRIVACY_SWITCH_WAIT)
+            {
+                log::warn!("reload: a pipeline worker is still extracting its queue under the old privacy filters; it switches when done");
+            }
             applied.push("privacy filters".into());
         }
         if new.log_level != old.log_level {

@@ -174,8 +174,8 @@ impl PipelineStats {
 enum WorkerControl {
     /// Send the window's part; then, if given, count clients under a new key.
     Flush(Option<ClientHasher>),
-    /// Extract what is queued under the old filter, then use this one.
-    SetPrivacy(PrivacyFilter),
+    /// Extract what is queued under the old filter, then use this one, then say so.
+    SetPrivacy(PrivacyFilter, Sender<()>),
     Stop,
 }
 
@@ -188,10 +188,24 @@ pub struct PrivacyControl {
 impl PrivacyControl {
     /// Every worker extracts what it already holds in its queue under the old filter, then
     /// switches to `filter`. The open window is kept.
-    pub fn set(&self, filter: PrivacyFilter) {
-        for c in &self.controls {
-            let _ = c.send(WorkerControl::SetPrivacy(filter.clone()));
-        }
+    ///
+    /// Waits until every worker has switched, at most `wait`, and returns whether all did: so an
+    /// observation handed in after a `true` return meets the new filter. (Without the wait, a
+    /// worker could take such an observation before the switch: it picks among ready channels
+    /// at random, and the switch first drains what is queued.)
+    pub fn set(&self, filter: PrivacyFilter, wait: Duration) -> bool {
+        let (done, switched) = crossbeam_channel::bounded(self.controls.len());
+        let sent = self
+            .controls
+            .iter()
+            .filter(|c| {
+                c.send(WorkerControl::SetPrivacy(filter.clone(), done.clone()))
+                    .is_ok()
+            })
+            .count();
+        drop(done);
+        let deadline = Instant::now() + wait;
+        (0..sent).all(|_| switched.recv_deadline(deadline).is_ok())
     }
 }
 
@@ -411,12 +425,13 @@ impl Worker {
                             self.client_hasher = new_key;
                         }
                     }
-                    Ok(WorkerControl::SetPrivacy(filter)) => {
+                    Ok(WorkerControl::SetPrivacy(filter, done)) => {
                         while let Ok(batch) = self.input.try_recv() {
                             self.process(batch);
                         }
                         self.extractor.set_privacy(filter);
                         self.forget_responses();
+                        let _ = done.send(());
                     }
                     Ok(WorkerControl::Stop) | Err(_) => {
                         while let Ok(batch) = self.input.try_recv() {

@@ -310,3 +310,41 @@ fn client_counts_are_distinct_addresses_across_workers() {
         assert!(!line.contains("127.0.0") && !line.contains("::1"), "{line}");
     }
 }
+
+#[test]
+fn after_a_privacy_switch_returns_every_observation_meets_the_new_filter() {
+    // Many rounds, since the race this guards against (a worker taking an observation handed
+    // in after the switch, before switching) is a matter of timing.
+    let sink = MemorySink::default();
+    let lines = sink.lines.clone();
+    let pipeline = Pipeline::start(config(), Box::new(sink)).unwrap();
+    let control = pipeline.privacy_control();
+    let handoff = pipeline.handoff();
+    let open = PrivacyFilter::new(&PrivacyConfig::default()).unwrap();
+    let closed = PrivacyFilter::new(&PrivacyConfig {
+        drop_suffixes: vec!["d1.com.".into()],
+        ..PrivacyConfig::default()
+    })
+    .unwrap();
+    let rounds = 200u64;
+    for round in 0..rounds {
+        assert!(control.set(open.clone(), Duration::from_secs(10)));
+        let kept = response(&format!("k{round}.d1.com"), &[[192, 0, 2, 1]], None);
+        assert!(handoff.offer(obs(&kept, 1_795_742_737, None)));
+        assert!(control.set(closed.clone(), Duration::from_secs(10)));
+        let dropped = response(&format!("x{round}.d1.com"), &[[192, 0, 2, 1]], None);
+        assert!(handoff.offer(obs(&dropped, 1_795_742_737, None)));
+    }
+    let snap = pipeline.shutdown();
+    let text = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+    let leaked: Vec<&str> = text.lines().filter(|l| l.contains("\"x")).collect();
+    assert!(
+        leaked.is_empty(),
+        "recorded under the old filter: {leaked:?}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.contains("\"k")).count() as u64,
+        rounds
+    );
+    assert_eq!(snap.extract.private_name, rounds);
+}
