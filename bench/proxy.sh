@@ -313,18 +313,14 @@ dnsperf_stats() {
         /Response codes:/    { sub(/.*Response codes: */, ""); gsub(/ \([0-9.]+%\)/, ""); gsub(/, /, ","); gsub(/ /, "="); r = $0 }
         END { printf "%s %s %s %s %s %s\n", c, l, q, a, (r == "" ? "-" : r), n }' "$1"
 }
-# latencies LOG...: each answered query's latency in seconds, from dnsperf -v lines
-# "> RCODE name type s".
-latencies() {
-    awk '/^> / && $2 != "T" && $2 != "I" && $NF ~ /^[0-9.]+$/ { print $NF }' "$@"
-}
-# latency_stats LOG...: "avg p50 p99 p999 max" in seconds over every answer in the logs.
+# latency_stats LOG...: "avg p50 p99 p999 max" in seconds over every answer in the logs (dnsperf
+# -v lines "> RCODE name type s"), then how many answers that is.
 latency_stats() {
-    latencies "$@" | sort -g |
+    awk '/^> / && $2 != "T" && $2 != "I" && $NF ~ /^[0-9.]+$/ { print $NF }' "$@" | sort -g |
         awk '{ v[NR] = $1; s += $1 }
             function pct(p,  i) { i = int(NR * p + 0.999999); if (i < 1) i = 1; return v[i] }
-            END { if (NR == 0) { print "- - - - -"; exit }
-                  printf "%.6f %s %s %s %s\n", s / NR, pct(0.5), pct(0.99), pct(0.999), v[NR] }'
+            END { if (NR == 0) { print "- - - - - 0"; exit }
+                  printf "%.6f %s %s %s %s %d\n", s / NR, pct(0.5), pct(0.99), pct(0.999), v[NR], NR }'
 }
 
 printf 'round\tpeer\tqps\tlost_pct\tavg_s\tlat_qps\tlat_lost_pct\tlat_avg_s\tlat_p50_s\tlat_p99_s\tlat_p999_s\tlat_max_s\tcpu_tput_s\tcpu_lat_s\ttput_completed\tlat_completed\tall_completed\tlife_cpu_s\tmaxrss_kib\tvmhwm_kib\tthreads\trecords\tload1\trcodes\tsummary\tcpu0_busy_pct\tcpu1_busy_pct\tlost\tlat_lost\n' >"$RAW"
@@ -366,7 +362,7 @@ run_peer() {
     lat=$(dnsperf_stats "$TMP/lat-$peer-$round.log")
     read -r tc tl tq ta trc tn <<<"$tput"
     read -r lc ll lq _ lrc ln <<<"$lat"
-    read -r la l50 l99 l999 lmax <<<"$(latency_stats "$TMP/lat-$peer-$round.log")"
+    read -r la l50 l99 l999 lmax _ <<<"$(latency_stats "$TMP/lat-$peer-$round.log")"
     if [ "$peer" != direct ]; then
         hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$child/status")
         thr=$(awk '/^Threads:/ {print $2}' "/proc/$child/status")
@@ -500,8 +496,7 @@ DNSENSOR_REV="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(
     for peer in dnsdist ${PEERS//dnsdist/}; do
         logs=("$TMP"/lat-"$peer"-*.log)
         [ -e "${logs[0]}" ] || continue
-        n=$(latencies "${logs[@]}" | wc -l)
-        read -r avg p50 p99 p999 _ <<<"$(latency_stats "${logs[@]}")"
+        read -r avg p50 p99 p999 _ n <<<"$(latency_stats "${logs[@]}")"
         [ "$peer" = dnsdist ] && pooled_dnsdist=$p99
         awk -v peer="$peer" -v n="$n" -v a="$avg" -v m="$p50" -v p="$p99" -v t="$p999" -v d="$pooled_dnsdist" 'BEGIN {
             printf "| %s | %d | %.3f | %.3f | %.3f | %.3f | %s |\n", peer, n, a * 1000, m * 1000, p * 1000, t * 1000,

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::cli::{CaptureArgs, CollectorArgs, CommonArgs, DnstapArgs, ProxyArgs};
 use crate::config::{
-    capture, collector, common, dnstap, err, header, key_at, load, proxy, toml_message,
+    capture, collector, common, dnstap, err, header, key_at, parse_file, proxy, read, toml_message,
     ConfigError, FileConfig, ProxySection,
 };
 
@@ -17,9 +17,9 @@ use crate::config::{
 /// a key that is missing has no line. Sockets are not bound (the daemon may be running), but a
 /// unix socket's directory must exist.
 pub fn check_file(path: &Path) -> Vec<ConfigError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match read(path) {
         Ok(t) => t,
-        Err(_) => return load(path).err().into_iter().collect(),
+        Err(e) => return vec![e],
     };
     let at = |line: Option<usize>, msg: &str| {
         let problem = ConfigError(match line {
@@ -30,7 +30,7 @@ pub fn check_file(path: &Path) -> Vec<ConfigError> {
     };
     // Not TOML at all: nothing more can be read.
     let Ok(mut table) = text.parse::<toml::Table>() else {
-        return load(path).err().into_iter().collect();
+        return parse_file(path, &text).err().into_iter().collect();
     };
     // (line, problem): shown in the order of the file, problems without a line last.
     let mut problems: Vec<(Option<usize>, ConfigError)> = Vec::new();

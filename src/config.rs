@@ -119,14 +119,23 @@ pub(crate) fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
 
 /// Reads and parses a configuration file; errors name the file, the line and the key.
 pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    parse_file(path, &read(path)?)
+}
+
+/// The text of the configuration file at `path`.
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| {
         ConfigError(format!(
             "cannot read config {}: {}",
             path.display(),
             dnsensor_core::describe_io_error(&e)
         ))
-    })?;
-    parse(&text).map_err(|e| ConfigError(format!("config {}: {}", path.display(), e.0)))
+    })
+}
+
+/// [`parse`] with the file's name in front of the error.
+pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    parse(text).map_err(|e| ConfigError(format!("config {}: {}", path.display(), e.0)))
 }
 
 /// [`load`] when a file is given, else the empty configuration (every key at its default).
