@@ -413,6 +413,9 @@ struct Shared {
     workers: Mutex<Vec<JoinHandle<()>>>,
     spool: Spool,
     stop: AtomicBool,
+    /// Set by [`Uploader::shutdown`]: until this instant, workers deliver what waits in the
+    /// spool without waiting for anything, then exit.
+    drain_until: Mutex<Option<Instant>>,
     auth_stopped: AtomicBool,
     uploaded: AtomicU64,
     rejected: AtomicU64,
@@ -521,6 +524,7 @@ impl Uploader {
             workers: Mutex::new(Vec::new()),
             spool,
             stop: AtomicBool::new(false),
+            drain_until: Mutex::new(None),
             auth_stopped: AtomicBool::new(false),
             uploaded: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -554,11 +558,14 @@ impl Uploader {
         UploadControl(Arc::clone(&self.shared))
     }
 
-    /// Stops taking batches and waits up to `grace` for uploads in flight to finish. Batches not
+    /// Delivers what waits in the spool, the batch sealed at shutdown included, for up to
+    /// `grace`, then stops. Each batch is tried once: the first failure, or a backoff still
+    /// running, ends the delivery, so a collector that is down costs no time. Batches not
     /// delivered stay in the spool for the next start. Returns the final counters.
     pub fn shutdown(self, grace: Duration) -> UploadStats {
-        self.signal_stop();
         let deadline = Instant::now() + grace;
+        *lock(&self.shared.drain_until) = Some(deadline);
+        self.shared.spool.wake_all();
         let mut running = lock(&self.shared.running);
         while *running > 0 {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
@@ -573,6 +580,7 @@ impl Uploader {
         }
         let all_done = *running == 0;
         drop(running);
+        self.signal_stop();
         if all_done {
             for h in lock(&self.shared.workers).drain(..) {
                 let _ = h.join();
@@ -689,6 +697,25 @@ fn worker(s: &Shared, index: usize, generation: u64) {
         if s.stop.load(Ordering::SeqCst) || s.generation.load(Ordering::SeqCst) != generation {
             return;
         }
+        if let Some(until) = *lock(&s.drain_until) {
+            // Shutting down: one try per batch while the grace lasts. A failure ends the delivery
+            // for every worker (whatever its backoff), so no batch is tried twice.
+            let give_up = Instant::now() >= until
+                || s.auth_stopped.load(Ordering::SeqCst)
+                || s.backoff_remaining().is_some();
+            if give_up {
+                return;
+            }
+            match s.spool.claim_oldest() {
+                Some(batch) => {
+                    if upload_one(s, &batch) == Upload::Kept {
+                        *lock(&s.drain_until) = Some(Instant::now());
+                    }
+                }
+                None => return,
+            }
+            continue;
+        }
         if s.auth_stopped.load(Ordering::SeqCst) {
             // One worker repeats the alarm so that it is not lost in the log.
             if index == 0 {
@@ -709,7 +736,9 @@ fn worker(s: &Shared, index: usize, generation: u64) {
             continue;
         }
         match s.spool.claim_oldest() {
-            Some(batch) => upload_one(s, &batch),
+            Some(batch) => {
+                upload_one(s, &batch);
+            }
             None => s.spool.wait_for_change(seen, IDLE_WAIT),
         }
     }
@@ -728,7 +757,17 @@ fn log_auth_stop(s: &Shared, status: Option<u16>) {
     );
 }
 
-fn upload_one(s: &Shared, batch: &SpooledBatch) {
+/// What became of a claimed batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upload {
+    /// Delivered, refused for good, or gone: it has left the spool's queue.
+    Done,
+    /// Back in the spool to be tried again later.
+    Kept,
+}
+
+/// Uploads one claimed batch.
+fn upload_one(s: &Shared, batch: &SpooledBatch) -> Upload {
     let data = match fs::read(&batch.path) {
         Ok(d) => d,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -737,13 +776,13 @@ fn upload_one(s: &Shared, batch: &SpooledBatch) {
                 batch.path.display()
             );
             s.spool.forget_missing(batch);
-            return;
+            return Upload::Done;
         }
         Err(e) => {
             log::error!("uploader: cannot read {}: {e}", batch.path.display());
             s.failed(None);
             s.spool.release(batch);
-            return;
+            return Upload::Kept;
         }
     };
     let header = match read_header(&data) {
@@ -754,8 +793,7 @@ fn upload_one(s: &Shared, batch: &SpooledBatch) {
                 "uploader: {} is not a valid batch ({e}); moving it to rejected/",
                 batch.path.display()
             );
-            reject(s, batch);
-            return;
+            return reject(s, batch);
         }
     };
     let id = header.batch_id.to_string();
@@ -777,7 +815,7 @@ fn upload_one(s: &Shared, batch: &SpooledBatch) {
             let delay = s.failed(None);
             log::warn!("upload of batch {id} failed: {e}; retrying in {delay:.1?}");
             s.spool.release(batch);
-            return;
+            return Upload::Kept;
         }
     };
     let status = response.status().as_u16();
@@ -803,6 +841,7 @@ fn upload_one(s: &Shared, batch: &SpooledBatch) {
             if let Err(e) = s.spool.delivered(batch) {
                 log::error!("uploader: batch {id} delivered but {e}");
             }
+            Upload::Done
         }
         Verdict::Reject => {
             s.succeeded();
@@ -810,12 +849,13 @@ fn upload_one(s: &Shared, batch: &SpooledBatch) {
                 "collector refused batch {id} for good (HTTP {status}: {body}); moving it to {}",
                 s.spool.rejected_dir().display()
             );
-            reject(s, batch);
+            reject(s, batch)
         }
         Verdict::AuthStop => {
             s.auth_stopped.store(true, Ordering::SeqCst);
             s.spool.release(batch);
             log_auth_stop(s, Some(status));
+            Upload::Kept
         }
         Verdict::Retry => {
             s.retries.fetch_add(1, Ordering::Relaxed);
@@ -824,19 +864,22 @@ fn upload_one(s: &Shared, batch: &SpooledBatch) {
                 "collector answered HTTP {status} for batch {id} ({body}); retrying in {delay:.1?}"
             );
             s.spool.release(batch);
+            Upload::Kept
         }
     }
 }
 
-fn reject(s: &Shared, batch: &SpooledBatch) {
+fn reject(s: &Shared, batch: &SpooledBatch) -> Upload {
     match s.spool.reject(batch) {
         Ok(_) => {
             s.rejected.fetch_add(1, Ordering::Relaxed);
+            Upload::Done
         }
         Err(e) => {
             log::error!("uploader: {e}");
             // Could not move it: wait before touching it again rather than spinning.
             s.failed(None);
+            Upload::Kept
         }
     }
 }

@@ -208,6 +208,17 @@ fn store(spool: &Spool) -> (BatchHeader, Vec<u8>) {
     (h, sealed)
 }
 
+/// The batch ids of every request the server took, sorted.
+fn sent_batch_ids(server: &Server) -> Vec<String> {
+    let mut ids: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.headers["idempotency-key"].clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
 fn config(url: &str) -> UploaderConfig {
     UploaderConfig {
         concurrency: 1,
@@ -433,12 +444,7 @@ fn a_new_worker_count_replaces_the_workers() {
     wait_for("the seventh delivery", || up.stats().uploaded == 7);
     let stats = up.shutdown(Duration::from_secs(5));
     assert_eq!(stats.workers, 0);
-    let mut sent: Vec<String> = server
-        .requests()
-        .iter()
-        .map(|r| r.headers["idempotency-key"].clone())
-        .collect();
-    sent.sort();
+    let sent = sent_batch_ids(&server);
     ids.sort();
     assert_eq!(sent, ids, "each batch sent exactly once");
 }
@@ -648,14 +654,8 @@ fn concurrent_workers_deliver_everything_once() {
     let up = Uploader::start(cfg, spool.clone()).unwrap();
     wait_for("all uploads", || up.stats().uploaded == 20);
     up.shutdown(Duration::from_secs(5));
-    let mut seen: Vec<String> = server
-        .requests()
-        .iter()
-        .map(|r| r.headers["idempotency-key"].clone())
-        .collect();
-    seen.sort();
     ids.sort();
-    assert_eq!(seen, ids);
+    assert_eq!(sent_batch_ids(&server), ids);
     assert!(spool.pending().is_empty());
 }
 
@@ -677,6 +677,60 @@ fn shutdown_is_prompt_when_idle_and_keeps_undelivered() {
     assert_eq!(spool.pending().len(), 1);
     // The worker was waiting in a backoff of up to 60 s; it must not have sent again.
     assert_eq!(server.requests().len(), 1);
+}
+
+/// Shutdown comes right after the last window is sealed into the spool: what waits there is
+/// delivered then, not only the uploads already in flight.
+#[test]
+fn shutdown_delivers_what_waits_in_the_spool() {
+    let server = Server::start(vec![], ok201());
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(dir.path());
+    let mut ids: Vec<String> = (0..10)
+        .map(|_| store(&spool).0.batch_id.to_string())
+        .collect();
+    let cfg = UploaderConfig {
+        concurrency: 2,
+        ..config(&server.url())
+    };
+    // No time for the workers to take more than a batch each before the shutdown begins.
+    let up = Uploader::start(cfg, spool.clone()).unwrap();
+    let stats = up.shutdown(Duration::from_secs(10));
+    assert_eq!((stats.uploaded, stats.retries), (10, 0));
+    assert!(spool.pending().is_empty(), "{:?}", spool.pending());
+    let sent = sent_batch_ids(&server);
+    ids.sort();
+    assert_eq!(sent, ids);
+}
+
+/// A collector that fails at shutdown costs one try: nothing is retried within the grace, and
+/// the batches stay for the next start.
+#[test]
+fn shutdown_stops_at_the_first_failure_and_keeps_the_batches() {
+    let server = Server::start(
+        vec![],
+        Action::Respond(503, vec![("Retry-After", "60".to_owned())]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_in(dir.path());
+    let cfg = UploaderConfig {
+        concurrency: 2,
+        backoff_max: Duration::from_secs(60),
+        ..config(&server.url())
+    };
+    let up = Uploader::start(cfg, spool.clone()).unwrap();
+    store(&spool);
+    store(&spool);
+    let stats = up.shutdown(Duration::from_secs(10));
+    assert_eq!(stats.uploaded, 0);
+    assert_eq!(spool.pending().len(), 2);
+    // The two workers may each have sent a batch before the first answer came back; after it,
+    // neither sends again, and no batch was sent twice.
+    let mut sent = sent_batch_ids(&server);
+    assert!((1..=2).contains(&sent.len()), "{sent:?}");
+    assert_eq!(stats.retries, sent.len() as u64);
+    sent.dedup();
+    assert_eq!(sent.len() as u64, stats.retries, "a batch was sent twice");
 }
 
 #[test]
