@@ -208,6 +208,15 @@ fn store(spool: &Spool) -> (BatchHeader, Vec<u8>) {
     (h, sealed)
 }
 
+/// Stores `n` batches; returns their ids, sorted.
+fn store_batches(spool: &Spool, n: usize) -> Vec<String> {
+    let mut ids: Vec<String> = (0..n)
+        .map(|_| store(spool).0.batch_id.to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// The batch ids of every request the server took, sorted.
 fn sent_batch_ids(server: &Server) -> Vec<String> {
     let mut ids: Vec<String> = server
@@ -431,9 +440,7 @@ fn a_new_worker_count_replaces_the_workers() {
     assert_eq!(control.apply(three).unwrap(), ["upload-concurrency"]);
     // The old worker sees the change at its next turn and leaves.
     wait_for("three workers", || up.stats().workers == 3);
-    let mut ids: Vec<String> = (0..6)
-        .map(|_| store(&spool).0.batch_id.to_string())
-        .collect();
+    let mut ids = store_batches(&spool, 6);
     wait_for("six deliveries", || up.stats().uploaded == 6);
     assert_eq!(
         control.apply(config(&server.url())).unwrap(),
@@ -644,9 +651,7 @@ fn concurrent_workers_deliver_everything_once() {
     let server = Server::start(vec![], ok201());
     let dir = tempfile::tempdir().unwrap();
     let spool = spool_in(dir.path());
-    let mut ids: Vec<String> = (0..20)
-        .map(|_| store(&spool).0.batch_id.to_string())
-        .collect();
+    let ids = store_batches(&spool, 20);
     let cfg = UploaderConfig {
         concurrency: 4,
         ..config(&server.url())
@@ -654,7 +659,6 @@ fn concurrent_workers_deliver_everything_once() {
     let up = Uploader::start(cfg, spool.clone()).unwrap();
     wait_for("all uploads", || up.stats().uploaded == 20);
     up.shutdown(Duration::from_secs(5));
-    ids.sort();
     assert_eq!(sent_batch_ids(&server), ids);
     assert!(spool.pending().is_empty());
 }
@@ -686,9 +690,7 @@ fn shutdown_delivers_what_waits_in_the_spool() {
     let server = Server::start(vec![], ok201());
     let dir = tempfile::tempdir().unwrap();
     let spool = spool_in(dir.path());
-    let mut ids: Vec<String> = (0..10)
-        .map(|_| store(&spool).0.batch_id.to_string())
-        .collect();
+    let ids = store_batches(&spool, 10);
     let cfg = UploaderConfig {
         concurrency: 2,
         ..config(&server.url())
@@ -698,9 +700,7 @@ fn shutdown_delivers_what_waits_in_the_spool() {
     let stats = up.shutdown(Duration::from_secs(10));
     assert_eq!((stats.uploaded, stats.retries), (10, 0));
     assert!(spool.pending().is_empty(), "{:?}", spool.pending());
-    let sent = sent_batch_ids(&server);
-    ids.sort();
-    assert_eq!(sent, ids);
+    assert_eq!(sent_batch_ids(&server), ids);
 }
 
 /// A collector that fails at shutdown costs one try: nothing is retried within the grace, and
