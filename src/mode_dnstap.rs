@@ -114,6 +114,7 @@ pub(crate) fn pipeline_config(common: &Common) -> PipelineConfig {
         sensor_id: common.sensor_id.clone(),
         privacy: common.privacy_filter.clone(),
         client_counts: common.client_counts,
+        nice: 0,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use dnsensor_core::pipeline::{Pipeline, PipelineSnapshot};
+use dnsensor_core::pipeline::{Pipeline, PipelineConfig, PipelineSnapshot};
 use dnsensor_proxy::ProxyStats;
 
 use crate::cli::ProxyArgs;
@@ -51,12 +51,15 @@ pub fn main(args: ProxyArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(1, e),
     };
-    let pipeline = match Pipeline::start(pipeline_config(&settings.common), outlet.sink) {
+    let config = PipelineConfig {
+        nice: RECORDING_NICE,
+        ..pipeline_config(&settings.common)
+    };
+    let pipeline = match Pipeline::start(config, outlet.sink) {
         Ok(p) => p,
         Err(e) => return fail(1, format!("cannot start the pipeline: {e}")),
     };
     log_privacy(&settings.common);
-    lower_recording_priority();
     let stats = bound.stats();
     let mut sources = crate::metrics::Sources::new("proxy", &pipeline, outlet.delivery.as_ref());
     sources.proxy = Some(stats.clone());
@@ -93,32 +96,10 @@ pub fn main(args: ProxyArgs) -> ExitCode {
     code
 }
 
-/// Recording must never slow answers down: the pipeline's threads run at nice 10, so on a busy
-/// core the forwarding threads come first and the pipeline's queues (shedding, counted) absorb
-/// the difference.
-fn lower_recording_priority() {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return;
-    };
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if !(comm.starts_with("dnsensor-worker") || comm.starts_with("dnsensor-flushe")) {
-            continue;
-        }
-        let Some(tid) = task
-            .file_name()
-            .to_str()
-            .and_then(|t| t.parse::<libc::id_t>().ok())
-        else {
-            continue;
-        };
-        // SAFETY: setpriority takes plain integers; on Linux PRIO_PROCESS with a thread id
-        // changes that one thread.
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 10) } != 0 {
-            log::debug!("cannot lower the priority of thread {tid}");
-        }
-    }
-}
+/// Recording must never slow answers down: the pipeline's threads run at this niceness, so on a
+/// busy core the forwarding threads come first and the pipeline's queues (shedding, counted)
+/// absorb the difference.
+const RECORDING_NICE: i32 = 10;
 
 /// The exit line: the proxy's counters, then the pipeline's, named as in the other modes.
 fn summary(s: &ProxyStats, p: &PipelineSnapshot) -> String {

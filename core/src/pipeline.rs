@@ -39,6 +39,10 @@ pub struct PipelineConfig {
     pub privacy: PrivacyFilter,
     /// Count distinct clients per RRset with a keyed hash and write `clients` in every record.
     pub client_counts: bool,
+    /// Added to the niceness of each of the pipeline's threads as it starts (up to 19, the
+    /// lowest priority); 0 leaves them as they are. The proxy adds 10, so that on a busy core
+    /// answers come before recording.
+    pub nice: i32,
 }
 
 /// How long one client-hash key lives. Keys change only at a window flush, so that every
@@ -61,6 +65,7 @@ impl Default for PipelineConfig {
             sensor_id: None,
             privacy: PrivacyFilter::none(),
             client_counts: false,
+            nice: 0,
         }
     }
 }
@@ -272,10 +277,14 @@ impl Pipeline {
                 client_hasher: client_hasher.clone(),
                 memo: None,
             };
+            let nice = config.nice;
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("dnsensor-worker-{i}"))
-                    .spawn(move || worker.run())?,
+                    .spawn(move || {
+                        lower_own_priority(nice);
+                        worker.run()
+                    })?,
             );
             senders.push(tx);
             controls.push(ctl_tx);
@@ -302,9 +311,13 @@ impl Pipeline {
             handoff: handoff.clone(),
             shed_logged: 0,
         };
+        let nice = config.nice;
         let flusher = std::thread::Builder::new()
             .name("dnsensor-flusher".into())
-            .spawn(move || flusher.run())?;
+            .spawn(move || {
+                lower_own_priority(nice);
+                flusher.run()
+            })?;
         Ok(Pipeline {
             stats: PipelineStats {
                 handoff: handoff.clone(),
@@ -486,6 +499,27 @@ impl Worker {
         // The flusher only goes away after every worker's final part, so this cannot fail
         // unless the flusher panicked; then the records are lost and that was logged.
         let _ = self.parts.send(Part { table, kind });
+    }
+}
+
+/// Adds `nice` to the calling thread's niceness (Linux keeps niceness per thread). Each thread
+/// does it itself as it starts: set from outside, by thread name, it missed threads that had not
+/// named themselves yet.
+fn lower_own_priority(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
+    // SAFETY: getpriority and setpriority take plain integers; PRIO_PROCESS with `who` 0 is the
+    // calling thread. Niceness runs from -20 to 19, so -1 from getpriority is a value here (a
+    // call about the calling thread cannot fail).
+    let now = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let target = now.saturating_add(nice).min(19);
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, target) } != 0 {
+        log::warn!(
+            "cannot set the niceness of thread {} to {target}: {}",
+            std::thread::current().name().unwrap_or("?"),
+            std::io::Error::last_os_error()
+        );
     }
 }
 

@@ -83,6 +83,7 @@ fn config() -> PipelineConfig {
         sensor_id: Some("t1".into()),
         privacy: PrivacyFilter::none(),
         client_counts: false,
+        nice: 0,
     }
 }
 

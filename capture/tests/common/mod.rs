@@ -285,6 +285,7 @@ pub fn pipeline_config() -> PipelineConfig {
         sensor_id: Some("t1".into()),
         privacy: PrivacyFilter::none(),
         client_counts: false,
+        nice: 0,
     }
 }
 
