@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
-use dnsensor_core::pipeline::{Pipeline, PipelineConfig, PipelineSnapshot};
+use dnsensor_core::pipeline::{Pipeline, PipelineConfig, PipelineSnapshot, ThreadPriority};
 
 use crate::cli::DnstapArgs;
 use crate::config::{self, Common};
@@ -114,7 +114,7 @@ pub(crate) fn pipeline_config(common: &Common) -> PipelineConfig {
         sensor_id: common.sensor_id.clone(),
         privacy: common.privacy_filter.clone(),
         client_counts: common.client_counts,
-        nice: 0,
+        priority: ThreadPriority::Inherit,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use dnsensor_core::pipeline::{Pipeline, PipelineConfig, PipelineSnapshot};
+use dnsensor_core::pipeline::{Pipeline, PipelineConfig, PipelineSnapshot, ThreadPriority};
 use dnsensor_proxy::ProxyStats;
 
 use crate::cli::ProxyArgs;
@@ -51,8 +51,10 @@ pub fn main(args: ProxyArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(1, e),
     };
+    // Recording must never slow answers down: on a busy core the forwarding threads always come
+    // first, and the pipeline's queues (shedding, counted) absorb the difference.
     let config = PipelineConfig {
-        nice: RECORDING_NICE,
+        priority: ThreadPriority::Idle,
         ..pipeline_config(&settings.common)
     };
     let pipeline = match Pipeline::start(config, outlet.sink) {
@@ -95,11 +97,6 @@ pub fn main(args: ProxyArgs) -> ExitCode {
     log::info!("{line}");
     code
 }
-
-/// Recording must never slow answers down: the pipeline's threads run at this niceness, so on a
-/// busy core the forwarding threads come first and the pipeline's queues (shedding, counted)
-/// absorb the difference.
-const RECORDING_NICE: i32 = 10;
 
 /// The exit line: the proxy's counters, then the pipeline's, named as in the other modes.
 fn summary(s: &ProxyStats, p: &PipelineSnapshot) -> String {

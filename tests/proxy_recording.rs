@@ -278,9 +278,9 @@ fn dnsperf_through_the_proxy_records_exactly_the_zone() {
     }
 }
 
-/// (thread name, niceness) of every thread of process `pid`; the niceness is field 19 of each
-/// thread's `stat`, the 17th after the ") " that ends the command name.
-fn thread_nices(pid: u32) -> Vec<(String, i32)> {
+/// (thread name, scheduling policy) of every thread of process `pid`; the policy is field 41
+/// of each thread's `stat`, the 39th after the ") " that ends the command name.
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
     let mut out = Vec::new();
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
         return out;
@@ -288,23 +288,26 @@ fn thread_nices(pid: u32) -> Vec<(String, i32)> {
     for task in tasks.flatten() {
         let comm = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         let stat = fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let nice = stat
+        let policy = stat
             .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.split_whitespace().nth(16))
+            .and_then(|(_, rest)| rest.split_whitespace().nth(38))
             .and_then(|n| n.parse().ok());
-        if let Some(nice) = nice {
-            out.push((comm.trim_end().to_owned(), nice));
+        if let Some(policy) = policy {
+            out.push((comm.trim_end().to_owned(), policy));
         }
     }
     out.sort();
     out
 }
 
-/// Recording yields to answers: the pipeline's worker and flusher threads run 10 niceness levels
-/// below the forwarding threads, every time (they once missed it when they started late).
+/// Recording yields to answers: the pipeline's worker and flusher threads run under SCHED_IDLE
+/// and the forwarding threads under the normal policy, every time (set from outside by thread
+/// name, as the proxy once did, it missed threads that started late).
 #[test]
-fn recording_threads_run_at_nice_10_and_forwarding_threads_at_0() {
-    let dir = TestDir::new("proxy-nice");
+fn recording_threads_run_at_idle_priority_and_forwarding_threads_do_not() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_IDLE: u32 = 5;
+    let dir = TestDir::new("proxy-priority");
     let up = Upstream::start(&dir.sub("nsd"), &addr(W, 103));
     let server = port53(&addr(W, 104));
     for start in 0..3 {
@@ -315,43 +318,40 @@ fn recording_threads_run_at_nice_10_and_forwarding_threads_at_0() {
             &[],
         );
         // An answer: the forwarding threads are up.
-        let r = ask(
-            "proxy",
-            Transport::Udp,
-            &server,
-            &Query::new("www.proxy.test.", "A"),
-            7,
-        );
+        let q = Query::new("www.proxy.test.", "A");
+        let r = ask("proxy", Transport::Udp, &server, &q, 7);
         assert_eq!(Header::parse(&r).rcode(), NOERROR);
         let is_recording =
             |name: &str| name.starts_with("dnsensor-worker") || name == "dnsensor-flushe";
-        // Each thread sets its niceness as it starts: allow it a moment to show.
+        // Each thread sets its policy as it starts: allow it a moment to show.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let threads = loop {
-            let threads = thread_nices(proxy.pid());
+            let threads = thread_policies(proxy.pid());
             let settled = threads.iter().filter(|(n, _)| is_recording(n)).count() >= 2
                 && threads
                     .iter()
-                    .all(|(n, nice)| !is_recording(n) || *nice == 10);
+                    .all(|(n, p)| !is_recording(n) || *p == SCHED_IDLE);
             if settled || std::time::Instant::now() > deadline {
                 break threads;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         };
         let run = proxy.finish();
-        let recording: Vec<&(String, i32)> =
-            threads.iter().filter(|(n, _)| is_recording(n)).collect();
         assert!(
-            recording.iter().any(|(n, _)| n == "dnsensor-flushe")
-                && recording
+            threads.iter().any(|(n, _)| n == "dnsensor-flushe")
+                && threads
                     .iter()
                     .any(|(n, _)| n.starts_with("dnsensor-worker")),
             "start {start}: no worker or flusher thread: {threads:?}\n{}",
             run.stderr
         );
-        for (name, nice) in &threads {
-            let want = if is_recording(name) { 10 } else { 0 };
-            assert_eq!(*nice, want, "start {start}: thread {name}: {threads:?}");
+        for (name, policy) in &threads {
+            let want = if is_recording(name) {
+                SCHED_IDLE
+            } else {
+                SCHED_OTHER
+            };
+            assert_eq!(*policy, want, "start {start}: thread {name}: {threads:?}");
         }
     }
 }

@@ -39,10 +39,8 @@ pub struct PipelineConfig {
     pub privacy: PrivacyFilter,
     /// Count distinct clients per RRset with a keyed hash and write `clients` in every record.
     pub client_counts: bool,
-    /// Added to the niceness of each of the pipeline's threads as it starts (up to 19, the
-    /// lowest priority); 0 leaves them as they are. The proxy adds 10, so that on a busy core
-    /// answers come before recording.
-    pub nice: i32,
+    /// How the pipeline's threads are scheduled; each sets it for itself as it starts.
+    pub priority: ThreadPriority,
 }
 
 /// How long one client-hash key lives. Keys change only at a window flush, so that every
@@ -65,9 +63,22 @@ impl Default for PipelineConfig {
             sensor_id: None,
             privacy: PrivacyFilter::none(),
             client_counts: false,
-            nice: 0,
+            priority: ThreadPriority::Inherit,
         }
     }
+}
+
+/// How the pipeline's threads are scheduled against the other threads of the process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ThreadPriority {
+    /// As the thread that starts the pipeline.
+    #[default]
+    Inherit,
+    /// Linux's `SCHED_IDLE`: a pipeline thread runs only when no other thread wants its core,
+    /// and gives the core up at once when one wakes. For the proxy, whose answers must never
+    /// wait for recording. A high nice level is not enough: the scheduler may let a running
+    /// nice thread finish its slice before a waking one gets the core (docs/benchmarks.md).
+    Idle,
 }
 
 /// Counters of one worker. Only that worker writes them, so there is no contention.
@@ -277,12 +288,12 @@ impl Pipeline {
                 client_hasher: client_hasher.clone(),
                 memo: None,
             };
-            let nice = config.nice;
+            let priority = config.priority;
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("dnsensor-worker-{i}"))
                     .spawn(move || {
-                        lower_own_priority(nice);
+                        set_own_priority(priority);
                         worker.run()
                     })?,
             );
@@ -311,11 +322,11 @@ impl Pipeline {
             handoff: handoff.clone(),
             shed_logged: 0,
         };
-        let nice = config.nice;
+        let priority = config.priority;
         let flusher = std::thread::Builder::new()
             .name("dnsensor-flusher".into())
             .spawn(move || {
-                lower_own_priority(nice);
+                set_own_priority(priority);
                 flusher.run()
             })?;
         Ok(Pipeline {
@@ -502,24 +513,24 @@ impl Worker {
     }
 }
 
-/// Adds `nice` to the calling thread's niceness (Linux keeps niceness per thread). Each thread
+/// Sets the calling thread's scheduling (Linux schedules each thread on its own). Each thread
 /// does it itself as it starts: set from outside, by thread name, it missed threads that had not
 /// named themselves yet.
-fn lower_own_priority(nice: i32) {
-    if nice <= 0 {
-        return;
-    }
-    // SAFETY: getpriority and setpriority take plain integers; PRIO_PROCESS with `who` 0 is the
-    // calling thread. Niceness runs from -20 to 19, so -1 from getpriority is a value here (a
-    // call about the calling thread cannot fail).
-    let now = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-    let target = now.saturating_add(nice).min(19);
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, target) } != 0 {
-        log::warn!(
-            "cannot set the niceness of thread {} to {target}: {}",
-            std::thread::current().name().unwrap_or("?"),
-            std::io::Error::last_os_error()
-        );
+fn set_own_priority(priority: ThreadPriority) {
+    match priority {
+        ThreadPriority::Inherit => {}
+        ThreadPriority::Idle => {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: `param` is a valid sched_param for the call's duration; pid 0 is the
+            // calling thread. Any thread may move itself to SCHED_IDLE without privileges.
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+                log::warn!(
+                    "cannot give thread {} idle priority: {}",
+                    std::thread::current().name().unwrap_or("?"),
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use dnsensor_core::output::MemorySink;
-use dnsensor_core::pipeline::{Pipeline, PipelineConfig};
+use dnsensor_core::pipeline::{Pipeline, PipelineConfig, ThreadPriority};
 use dnsensor_core::privacy::{PrivacyConfig, PrivacyFilter};
 use dnsensor_core::{Observation, Segment, Transport};
 
@@ -83,7 +83,7 @@ fn config() -> PipelineConfig {
         sensor_id: Some("t1".into()),
         privacy: PrivacyFilter::none(),
         client_counts: false,
-        nice: 0,
+        priority: ThreadPriority::Inherit,
     }
 }
 

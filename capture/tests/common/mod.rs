@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use dnsensor_capture::{Capture, CaptureSummary, Source, TapConfig};
 use dnsensor_core::output::MemorySink;
-use dnsensor_core::pipeline::{Pipeline, PipelineConfig, PipelineSnapshot};
+use dnsensor_core::pipeline::{Pipeline, PipelineConfig, PipelineSnapshot, ThreadPriority};
 use dnsensor_core::privacy::PrivacyFilter;
 
 pub fn wire(name: &str) -> Vec<u8> {
@@ -285,7 +285,7 @@ pub fn pipeline_config() -> PipelineConfig {
         sensor_id: Some("t1".into()),
         privacy: PrivacyFilter::none(),
         client_counts: false,
-        nice: 0,
+        priority: ThreadPriority::Inherit,
     }
 }
 
