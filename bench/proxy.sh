@@ -209,42 +209,15 @@ wait_dns() {
 # ---------------------------------------------------------------------------------------------
 # 1. Zone, query file, NSD
 # ---------------------------------------------------------------------------------------------
-make_zone() {
-    awk -v n="$NAMES" -v z="$ZONE" 'BEGIN {
-        print "$ORIGIN " z; print "$TTL 300"
-        print "@ IN SOA ns1 hostmaster 1 3600 900 604800 300"
-        print "@ IN NS ns1"; print "@ IN NS ns2"
-        print "ns1 IN A 192.0.2.53"; print "ns2 IN A 198.51.100.53"
-        print "@ IN MX 10 mail"; print "mail IN A 192.0.2.25"; print "mail IN AAAA 2001:db8:25::25"
-        for (i = 0; i < n; i++) {
-            h = "h" i
-            printf "%s IN A %s%d\n", h, (i % 2 ? "192.0.2." : "198.51.100."), i % 254 + 1
-            if (i % 3 != 0) printf "%s IN AAAA 2001:db8:%x::%x\n", h, int(i / 256), i % 65536
-            if (i % 4 == 0) printf "%s IN MX %d mx%d\n", h, 10 * (i % 3 + 1), i % 7
-            if (i % 5 == 0) printf "%s IN TXT \"v=spf1 ip4:192.0.2.%d -all\" \"host %d\"\n", h, i % 254 + 1, i
-        }
-        for (j = 0; j < 7; j++) printf "mx%d IN A 192.0.2.%d\nmx%d IN AAAA 2001:db8:25::%d\n", j, 100 + j, j, j
-    }'
-}
-make_queries() {
-    awk -v n="$NAMES" -v z="${ZONE%.}" 'BEGIN {
-        for (i = 0; i < n; i++) {
-            h = "h" i "." z
-            print h " A"
-            if (i % 3 != 0 || i % 2) print h " AAAA"    # i % 3 == 0 and odd: NODATA
-            if (i % 4 == 0) print h " MX"
-            if (i % 5 == 0) print h " TXT"
-            if (i % 20 == 0) print "nx" i "." z " A"     # NXDOMAIN
-        }
-    }' | awk 'BEGIN { srand(11) } { printf "%.8f\t%s\n", rand(), $0 }' | sort -k1,1 | cut -f2
-}
+# shellcheck source=bench/proxy-zone.sh
+source "$REPO/bench/proxy-zone.sh"
 
 NSD_DIR="$TMP/nsd"
 mkdir -p "$NSD_DIR"
-make_zone >"$NSD_DIR/zone"
+make_zone "$NAMES" "$ZONE" >"$NSD_DIR/zone"
 nsd-checkzone "$ZONE" "$NSD_DIR/zone" >/dev/null
 QUERIES="$TMP/queries.txt"
-make_queries >"$QUERIES"
+make_queries "$NAMES" "$ZONE" >"$QUERIES"
 render "$REPO/bench/proxy-nsd.conf.tmpl" "$NSD_DIR/nsd.conf" "ADDR=$NSD_ADDR" "PORT=53" \
     "DIR=$NSD_DIR" "ZONE=$ZONE" "ZONEFILE=zone"
 nsd-checkconf "$NSD_DIR/nsd.conf"
