@@ -289,6 +289,20 @@ fn units_are_hardened() {
             problems.push(format!("{unit}: ExecStart= does not start with `{prefix}`"));
         }
     }
+    // The proxy's recording threads move themselves to SCHED_IDLE: sched_setscheduler, which
+    // the `~@resources` line denies, must be allowed again after it.
+    let proxy = unit_lines("dnsensor-proxy.service");
+    let deny = proxy
+        .iter()
+        .position(|l| l == "SystemCallFilter=~@privileged @resources");
+    let allow = proxy
+        .iter()
+        .position(|l| l == "SystemCallFilter=sched_setscheduler");
+    if !matches!((deny, allow), (Some(d), Some(a)) if a > d) {
+        problems.push(
+            "dnsensor-proxy.service: no `SystemCallFilter=sched_setscheduler` after the line that denies @resources".into(),
+        );
+    }
     let dnstap = unit_lines("dnsensor-dnstap.service");
     for line in ["RuntimeDirectory=dnsensor", "RuntimeDirectoryMode=0750"] {
         if !dnstap.iter().any(|l| l == line) {
