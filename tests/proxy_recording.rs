@@ -301,12 +301,20 @@ fn thread_policies(pid: u32) -> Vec<(String, u32)> {
 }
 
 /// Recording yields to answers: the pipeline's worker and flusher threads run under SCHED_IDLE
-/// and the forwarding threads under the normal policy, every time (set from outside by thread
+/// and the forwarding threads under the policy they inherit, every time (set from outside by thread
 /// name, as the proxy once did, it missed threads that started late).
 #[test]
 fn recording_threads_run_at_idle_priority_and_forwarding_threads_do_not() {
-    const SCHED_OTHER: u32 = 0;
     const SCHED_IDLE: u32 = 5;
+    // The proxy's other threads keep the policy they inherit from this test.
+    let inherited = thread_policies(std::process::id())
+        .first()
+        .map(|(_, p)| *p)
+        .expect("this test's own threads");
+    assert_ne!(
+        inherited, SCHED_IDLE,
+        "the tests themselves run under SCHED_IDLE"
+    );
     let dir = TestDir::new("proxy-priority");
     let up = Upstream::start(&dir.sub("nsd"), &addr(W, 103));
     let server = port53(&addr(W, 104));
@@ -349,7 +357,7 @@ fn recording_threads_run_at_idle_priority_and_forwarding_threads_do_not() {
             let want = if is_recording(name) {
                 SCHED_IDLE
             } else {
-                SCHED_OTHER
+                inherited
             };
             assert_eq!(*policy, want, "start {start}: thread {name}: {threads:?}");
         }
