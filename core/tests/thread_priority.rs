@@ -37,6 +37,16 @@ fn thread_policies() -> (Vec<(String, u32)>, Vec<u32>) {
     (ours, others)
 }
 
+/// A pipeline with `workers` workers and the given priority, writing to memory.
+fn start(workers: usize, priority: ThreadPriority) -> Pipeline {
+    let config = PipelineConfig {
+        workers,
+        priority,
+        ..PipelineConfig::default()
+    };
+    Pipeline::start(config, Box::new(MemorySink::default())).unwrap()
+}
+
 /// Waits (up to 10 s) until the pipeline's threads show `want`, and returns what they showed
 /// last and the other threads' policies.
 fn wait_for(want: &[(String, u32)]) -> (Vec<(String, u32)>, Vec<u32>) {
@@ -60,14 +70,7 @@ fn idle_priority_reaches_every_pipeline_thread_and_no_other_and_the_default_chan
         "the tests themselves run under SCHED_IDLE"
     );
 
-    let pipeline = Pipeline::start(
-        PipelineConfig {
-            workers: 1,
-            ..PipelineConfig::default()
-        },
-        Box::new(MemorySink::default()),
-    )
-    .unwrap();
+    let pipeline = start(1, ThreadPriority::Inherit);
     let want = [
         ("dnsensor-flushe".to_owned(), base),
         ("dnsensor-worker".to_owned(), base),
@@ -76,15 +79,7 @@ fn idle_priority_reaches_every_pipeline_thread_and_no_other_and_the_default_chan
     pipeline.shutdown();
     assert_eq!(ours, want, "by default");
 
-    let pipeline = Pipeline::start(
-        PipelineConfig {
-            workers: 2,
-            priority: ThreadPriority::Idle,
-            ..PipelineConfig::default()
-        },
-        Box::new(MemorySink::default()),
-    )
-    .unwrap();
+    let pipeline = start(2, ThreadPriority::Idle);
     let want = [
         ("dnsensor-flushe".to_owned(), SCHED_IDLE),
         ("dnsensor-worker".to_owned(), SCHED_IDLE),
