@@ -2,12 +2,72 @@
 //! A full queue sheds the observations and counts them, so a slow pipeline never stalls DNS.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::Observation;
+
+/// One worker's queue of batches, bounded by the observations it holds: a source sends a batch
+/// per socket read, often far from full, so a bound counted in batches would hold fewer
+/// observations than `--queue-depth` says (a third of them in the dnstap benchmark).
+pub(crate) fn worker_queue(depth: usize) -> (QueueSender, QueueReceiver) {
+    // Unbounded as a channel; `queued` is the bound.
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        QueueSender {
+            tx,
+            queued: queued.clone(),
+            depth: depth.max(1),
+        },
+        QueueReceiver { rx, queued },
+    )
+}
+
+/// The sources' end of a worker queue.
+pub(crate) struct QueueSender {
+    tx: Sender<Vec<Observation>>,
+    queued: Arc<AtomicUsize>,
+    depth: usize,
+}
+
+impl QueueSender {
+    /// Queues `batch` unless that would take the queue past its depth (an empty queue takes any
+    /// one batch) or the worker is gone; then the batch comes back.
+    fn try_send(&self, batch: Vec<Observation>) -> Result<(), Vec<Observation>> {
+        let n = batch.len();
+        let before = self.queued.fetch_add(n, Ordering::Relaxed);
+        if before > 0 && before + n > self.depth {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+            return Err(batch);
+        }
+        self.tx.send(batch).map_err(|e| {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+            e.into_inner()
+        })
+    }
+}
+
+/// The worker's end of a worker queue.
+pub(crate) struct QueueReceiver {
+    rx: Receiver<Vec<Observation>>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl QueueReceiver {
+    /// The channel, for `select!`; every batch taken from it must be passed to
+    /// [`QueueReceiver::taken`].
+    pub(crate) fn channel(&self) -> &Receiver<Vec<Observation>> {
+        &self.rx
+    }
+
+    /// Frees the room of a batch taken from the channel.
+    pub(crate) fn taken(&self, batch: &[Observation]) {
+        self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+    }
+}
 
 /// Shared by every source of a pipeline. Cheap to clone.
 #[derive(Clone)]
@@ -16,7 +76,7 @@ pub struct Handoff {
 }
 
 struct HandoffInner {
-    senders: Vec<Sender<Vec<Observation>>>,
+    senders: Vec<QueueSender>,
     batch_max: usize,
     offered: AtomicU64,
     shed: AtomicU64,
@@ -25,7 +85,7 @@ struct HandoffInner {
 
 impl Handoff {
     /// A handoff over one queue per worker, sending batches of at most `batch_max`.
-    pub(crate) fn new(senders: Vec<Sender<Vec<Observation>>>, batch_max: usize) -> Handoff {
+    pub(crate) fn new(senders: Vec<QueueSender>, batch_max: usize) -> Handoff {
         assert!(!senders.is_empty(), "a pipeline has at least one worker");
         Handoff {
             inner: Arc::new(HandoffInner {
@@ -41,7 +101,7 @@ impl Handoff {
     /// A handoff into one queue of `capacity` observations (batches of one), for tests of
     /// sources: the receiver sees exactly what a pipeline worker would.
     pub fn channel(capacity: usize) -> (Handoff, ObservationReceiver) {
-        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        let (tx, rx) = worker_queue(capacity);
         (Handoff::new(vec![tx], 1), ObservationReceiver(rx))
     }
 
@@ -88,7 +148,7 @@ impl Handoff {
         inner.offered.fetch_add(n, Ordering::Relaxed);
         match inner.senders[shard].try_send(batch) {
             Ok(()) => 0,
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            Err(_) => {
                 inner.shed.fetch_add(n, Ordering::Relaxed);
                 n
             }
@@ -146,12 +206,15 @@ impl Drop for Batcher {
 }
 
 /// The receiving end of [`Handoff::channel`].
-pub struct ObservationReceiver(Receiver<Vec<Observation>>);
+pub struct ObservationReceiver(QueueReceiver);
 
 impl ObservationReceiver {
     /// Every observation queued now, in order, without waiting.
     pub fn try_iter(&self) -> impl Iterator<Item = Observation> + '_ {
-        self.0.try_iter().flatten()
+        self.0.channel().try_iter().flat_map(|batch| {
+            self.0.taken(&batch);
+            batch
+        })
     }
 }
 
@@ -166,4 +229,75 @@ fn question_bytes(msg: &[u8]) -> &[u8] {
         .position(|&b| b == 0)
         .unwrap_or(rest.len().min(255));
     &rest[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Segment, Transport};
+
+    fn batch(n: usize) -> Vec<Observation> {
+        let obs = Observation {
+            time: std::time::UNIX_EPOCH,
+            response: bytes::Bytes::from_static(&[0; 12]),
+            server: None,
+            client: None,
+            transport: Transport::Udp,
+            segment: Segment::Resolver,
+            bailiwick: None,
+            query: None,
+        };
+        vec![obs; n]
+    }
+
+    #[test]
+    fn depth_counts_observations_not_batches() {
+        let (tx, rx) = worker_queue(10);
+        assert!(tx.try_send(batch(3)).is_ok());
+        assert!(tx.try_send(batch(3)).is_ok());
+        assert!(tx.try_send(batch(4)).is_ok(), "exactly full");
+        assert_eq!(tx.try_send(batch(1)).map_err(|b| b.len()), Err(1));
+        let taken = rx.channel().try_recv().unwrap();
+        rx.taken(&taken);
+        assert_eq!(tx.try_send(batch(4)).map_err(|b| b.len()), Err(4));
+        assert!(tx.try_send(batch(3)).is_ok(), "the room of the batch taken");
+        assert_eq!(rx.channel().len(), 3);
+    }
+
+    #[test]
+    fn an_empty_queue_takes_one_batch_larger_than_its_depth() {
+        let (tx, rx) = worker_queue(2);
+        assert!(tx.try_send(batch(5)).is_ok());
+        assert!(tx.try_send(batch(1)).is_err());
+        let taken = rx.channel().try_recv().unwrap();
+        rx.taken(&taken);
+        assert!(tx.try_send(batch(1)).is_ok());
+    }
+
+    #[test]
+    fn a_gone_worker_returns_the_batch_and_frees_its_room() {
+        let (tx, rx) = worker_queue(10);
+        drop(rx);
+        assert_eq!(tx.try_send(batch(2)).map_err(|b| b.len()), Err(2));
+        assert_eq!(tx.queued.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn handoff_sheds_by_observations_when_sources_batch() {
+        // One worker with room for 300 observations; batches of up to 128, staged per "read".
+        let (tx, rx) = worker_queue(300);
+        let handoff = Handoff::new(vec![tx], 128);
+        let mut batcher = handoff.batcher();
+        for _ in 0..10 {
+            // A read that decoded 37 messages: one partial batch each.
+            for obs in batch(37) {
+                batcher.push(obs);
+            }
+            batcher.flush();
+        }
+        // 8 batches (296 observations) fit, the 9th and 10th do not.
+        assert_eq!(handoff.offered(), 370);
+        assert_eq!(handoff.shed(), 74);
+        assert_eq!(rx.channel().try_iter().map(|b| b.len()).sum::<usize>(), 296);
+    }
 }

@@ -16,6 +16,7 @@ use crate::privacy::{ClientHasher, PrivacyFilter};
 use crate::rrset::{ExtractStats, Extractor, KeyView};
 use crate::{Observation, Segment};
 
+use crate::handoff::{worker_queue, QueueReceiver};
 pub use crate::handoff::{Batcher, Handoff, ObservationReceiver};
 
 /// Observations per batch from a source to a worker: the channel and the worker's wake-up are
@@ -268,9 +269,7 @@ impl Pipeline {
         let mut handles = Vec::with_capacity(workers);
         let mut worker_stats = Vec::with_capacity(workers);
         for i in 0..workers {
-            let (tx, rx) = crossbeam_channel::bounded::<Vec<Observation>>(
-                config.queue_depth.div_ceil(BATCH_MAX).max(1),
-            );
+            let (tx, rx) = worker_queue(config.queue_depth);
             let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<WorkerControl>();
             let stats = Arc::new(WorkerStats::default());
             let worker = Worker {
@@ -418,7 +417,7 @@ fn time_and_client(client_hasher: Option<&ClientHasher>, obs: &Observation) -> (
 }
 
 struct Worker {
-    input: Receiver<Vec<Observation>>,
+    input: QueueReceiver,
     control: Receiver<WorkerControl>,
     parts: Sender<Part>,
     stats: Arc<WorkerStats>,
@@ -437,7 +436,7 @@ impl Worker {
     fn run(mut self) {
         loop {
             select! {
-                recv(self.input) -> batch => match batch {
+                recv(self.input.channel()) -> batch => match batch {
                     Ok(batch) => self.process(batch),
                     // Every handoff is gone: nothing more can arrive.
                     Err(_) => break,
@@ -450,7 +449,7 @@ impl Worker {
                         }
                     }
                     Ok(WorkerControl::SetPrivacy(filter, done)) => {
-                        while let Ok(batch) = self.input.try_recv() {
+                        while let Ok(batch) = self.input.channel().try_recv() {
                             self.process(batch);
                         }
                         self.extractor.set_privacy(filter);
@@ -458,7 +457,7 @@ impl Worker {
                         let _ = done.send(());
                     }
                     Ok(WorkerControl::Stop) | Err(_) => {
-                        while let Ok(batch) = self.input.try_recv() {
+                        while let Ok(batch) = self.input.channel().try_recv() {
                             self.process(batch);
                         }
                         break;
@@ -470,6 +469,7 @@ impl Worker {
     }
 
     fn process(&mut self, batch: Vec<Observation>) {
+        self.input.taken(&batch);
         for obs in &batch {
             if obs.segment == Segment::Forwarder && obs.bailiwick.is_none() {
                 let (time, client) = time_and_client(self.client_hasher.as_ref(), obs);
