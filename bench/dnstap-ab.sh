@@ -10,7 +10,8 @@
 # BINARY_B, then fstrm_capture -w /dev/null, each alone on the machine, and prints one line per
 # run: the wall time from the replay's start to the receiver's exit (as bench/dnstap.sh measures
 # it), the whole machine's idle core-seconds in that time (/proc/stat), and the receiver's CPU
-# time and peak RSS (GNU time). DNSENSOR_ARGS default to --queue-depth 512000, so that nothing
+# time and peak RSS (GNU time), and for dnsensor the `shed=` count of its exit summary.
+# DNSENSOR_ARGS default to --queue-depth 512000, so that nothing
 # is shed and both binaries do the same work. The binaries run as `dnsensor dnstap --listen
 # unix:SOCK --output file:/dev/null --window 60 --sensor-id bench DNSENSOR_ARGS`.
 # Uses a unix socket in a temporary directory; no network.
@@ -51,9 +52,11 @@ run() {
     wait "$rpid" || true
     t1=$(date +%s.%N); i1=$(idle_jiffies)
     read -r user sys rss < "$TMP/time"
+    # dnsensor's summary line at exit says how many messages it shed; fstrm_capture has none.
+    shed=$(grep -oE '(^| )shed=[0-9]+' "$TMP/stderr" | tail -1 | tr -d ' ' || true)
     awk -v l="$label" -v w="$(echo "$t1 - $t0" | bc)" -v idle="$(( i1 - i0 ))" -v hz="$(getconf CLK_TCK)" \
-        -v u="$user" -v s="$sys" -v m="$rss" \
-        'BEGIN { printf "%-14s wall %.2f s  idle %.2f core-s  cpu %.2f s (user %.2f sys %.2f)  rss %.1f MiB\n", l, w, idle / hz, u + s, u, s, m / 1024 }'
+        -v u="$user" -v s="$sys" -v m="$rss" -v shed="${shed:-}" \
+        'BEGIN { printf "%-14s wall %.2f s  idle %.2f core-s  cpu %.2f s (user %.2f sys %.2f)  rss %.1f MiB  %s\n", l, w, idle / hz, u + s, u, s, m / 1024, shed }'
 }
 
 for round in $(seq "$PAIRS"); do
