@@ -11,9 +11,9 @@
 # run: the wall time from the replay's start to the receiver's exit (as bench/dnstap.sh measures
 # it), the whole machine's idle core-seconds in that time (/proc/stat), and the receiver's CPU
 # time and peak RSS (GNU time), and for dnsensor the `shed=` count of its exit summary.
-# DNSENSOR_ARGS default to --queue-depth 512000, so that nothing
-# is shed and both binaries do the same work. The binaries run as `dnsensor dnstap --listen
-# unix:SOCK --output file:/dev/null --window 60 --sensor-id bench DNSENSOR_ARGS`.
+# DNSENSOR_ARGS default to --queue-depth 512000, so that nothing is shed and both binaries do
+# the same work. The binaries run as `dnsensor dnstap --listen unix:SOCK --output
+# file:/dev/null --window 60 --sensor-id bench DNSENSOR_ARGS`.
 # Uses a unix socket in a temporary directory; no network.
 set -euo pipefail
 

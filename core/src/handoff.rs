@@ -11,7 +11,7 @@ use crate::Observation;
 
 /// One worker's queue of batches, bounded by the observations it holds: a source sends a batch
 /// per socket read, often far from full, so a bound counted in batches would hold fewer
-/// observations than `--queue-depth` says (a third of them in the dnstap benchmark).
+/// observations than `--queue-depth` says (about half of them in the dnstap benchmark).
 pub(crate) fn worker_queue(depth: usize) -> (QueueSender, QueueReceiver) {
     // Unbounded as a channel; `queued` is the bound.
     let (tx, rx) = crossbeam_channel::unbounded();
