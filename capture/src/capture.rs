@@ -215,6 +215,7 @@ impl Capture {
                 decoder: Decoder::new(&self.config, zones.clone()),
                 handoff: handoff.clone(),
                 counters: self.counters.clone(),
+                live,
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("dnsensor-shard-{i}"))
@@ -485,11 +486,18 @@ struct ShardWorker {
     decoder: Decoder,
     handoff: Handoff,
     counters: Arc<CaptureCounters>,
+    /// A live capture sheds when the pipeline is behind; a file waits for it, since reading
+    /// more slowly loses nothing.
+    live: bool,
 }
 
 impl ShardWorker {
     fn run(&mut self) {
-        let mut batcher = self.handoff.batcher();
+        let mut batcher = if self.live {
+            self.handoff.batcher()
+        } else {
+            self.handoff.waiting_batcher()
+        };
         loop {
             let batch = match self.input.try_recv() {
                 Ok(b) => b,

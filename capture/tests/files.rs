@@ -714,3 +714,46 @@ fn bailiwick_learned_from_priming_and_referrals() {
         "{s}"
     );
 }
+
+#[test]
+fn a_file_waits_for_a_full_pipeline_and_loses_nothing() {
+    // 5 000 answers for distinct names into a pipeline whose queue holds 16 observations: a
+    // file is read at the pipeline's pace, so nothing may be shed and every answer is recorded.
+    const N: u32 = 5000;
+    let mut packets = Vec::new();
+    for i in 0..N {
+        let (id, port) = (i as u16, 40000 + (i % 1000) as u16);
+        let name = format!("h{i}.d1.com");
+        let q = query(id, &name, QUERY);
+        let r = a_response(id, &name, RESP_AA, &[[192, 0, 2, 1]]);
+        packets.push(ipv4(
+            CLIENT4,
+            SERVER4,
+            17,
+            1,
+            (0, false),
+            &udp(port, 53, &q),
+        ));
+        packets.push(ipv4(
+            SERVER4,
+            CLIENT4,
+            17,
+            2,
+            (0, false),
+            &udp(53, port, &r),
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "many.pcap", &pcap_file(101, &timed(packets)));
+    let pipeline = dnsensor_core::pipeline::PipelineConfig {
+        workers: 1,
+        queue_depth: 16,
+        ..pipeline_config()
+    };
+    let (lines, s, snap) = run_paths_with(vec![path], tap_config(), pipeline);
+    assert_eq!(s.responses_paired, u64::from(N), "{s}");
+    assert_eq!((s.observations_shed, snap.shed), (0, 0), "{s}");
+    assert_eq!(snap.extract.messages, u64::from(N));
+    assert_eq!(lines.len(), N as usize);
+    assert!(lines[0].starts_with(r#"{"rrname":"h0.d1.com.","rrtype":"A","rdata":["192.0.2.1"]"#));
+}

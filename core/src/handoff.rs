@@ -33,22 +33,46 @@ pub(crate) struct QueueSender {
     depth: usize,
 }
 
+/// Why a queue did not take a batch.
+enum Refused {
+    /// The queue is at its depth; the batch comes back for another try.
+    Full(Vec<Observation>),
+    /// The worker is gone.
+    Gone,
+}
+
 impl QueueSender {
     /// Queues `batch` unless that would take the queue past its depth (an empty queue takes any
-    /// one batch) or the worker is gone; then the batch comes back.
-    fn try_send(&self, batch: Vec<Observation>) -> Result<(), Vec<Observation>> {
+    /// one batch) or the worker is gone.
+    fn try_send(&self, batch: Vec<Observation>) -> Result<(), Refused> {
         let n = batch.len();
-        let before = self.queued.fetch_add(n, Ordering::Relaxed);
-        if before > 0 && before + n > self.depth {
-            self.queued.fetch_sub(n, Ordering::Relaxed);
-            return Err(batch);
+        // Reserve the room first, exactly: with an add-then-undo, several sources hitting a
+        // nearly full queue at once would each see the others' undone adds and shed for nothing.
+        let mut queued = self.queued.load(Ordering::Relaxed);
+        loop {
+            if queued > 0 && queued + n > self.depth {
+                return Err(Refused::Full(batch));
+            }
+            match self.queued.compare_exchange_weak(
+                queued,
+                queued + n,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => queued = now,
+            }
         }
-        self.tx.send(batch).map_err(|e| {
+        self.tx.send(batch).map_err(|_| {
             self.queued.fetch_sub(n, Ordering::Relaxed);
-            e.into_inner()
+            Refused::Gone
         })
     }
 }
+
+/// How long a source that may wait sleeps before it tries a full queue again: a few batches'
+/// worth of a worker's time.
+const ROOM_POLL: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// The worker's end of a worker queue.
 pub(crate) struct QueueReceiver {
@@ -110,15 +134,25 @@ impl Handoff {
     /// use a [`Batcher`] instead.
     pub fn offer(&self, obs: Observation) -> bool {
         let shard = self.shard(&obs);
-        self.send(shard, vec![obs]) == 0
+        self.send(shard, vec![obs], false) == 0
     }
 
-    /// A staging area for one source task.
+    /// A staging area for one source task. A full queue sheds.
     pub fn batcher(&self) -> Batcher {
         Batcher {
             pending: (0..self.inner.senders.len()).map(|_| Vec::new()).collect(),
             handoff: self.clone(),
+            wait: false,
         }
+    }
+
+    /// A staging area for a source that loses nothing by waiting, such as a capture file read
+    /// at the pipeline's pace: a full queue makes it wait for room instead of shedding. Only a
+    /// stopped pipeline still sheds.
+    pub fn waiting_batcher(&self) -> Batcher {
+        let mut batcher = self.batcher();
+        batcher.wait = true;
+        batcher
     }
 
     /// Observations offered so far, shed or not.
@@ -141,16 +175,23 @@ impl Handoff {
         (h % inner.senders.len() as u64) as usize
     }
 
-    /// Sends a batch; returns how many observations were shed.
-    fn send(&self, shard: usize, batch: Vec<Observation>) -> u64 {
+    /// Sends a batch, waiting for room if `wait`; returns how many observations were shed.
+    fn send(&self, shard: usize, batch: Vec<Observation>, wait: bool) -> u64 {
         let inner = &*self.inner;
         let n = batch.len() as u64;
         inner.offered.fetch_add(n, Ordering::Relaxed);
-        match inner.senders[shard].try_send(batch) {
-            Ok(()) => 0,
-            Err(_) => {
-                inner.shed.fetch_add(n, Ordering::Relaxed);
-                n
+        let mut batch = batch;
+        loop {
+            match inner.senders[shard].try_send(batch) {
+                Ok(()) => return 0,
+                Err(Refused::Full(back)) if wait => {
+                    batch = back;
+                    std::thread::sleep(ROOM_POLL);
+                }
+                Err(_) => {
+                    inner.shed.fetch_add(n, Ordering::Relaxed);
+                    return n;
+                }
             }
         }
     }
@@ -161,6 +202,8 @@ impl Handoff {
 pub struct Batcher {
     handoff: Handoff,
     pending: Vec<Vec<Observation>>,
+    /// Wait for room instead of shedding (see [`Handoff::waiting_batcher`]).
+    wait: bool,
 }
 
 impl Batcher {
@@ -176,7 +219,7 @@ impl Batcher {
         pending.push(obs);
         if pending.len() >= batch_max {
             let batch = std::mem::take(pending);
-            return self.handoff.send(shard, batch);
+            return self.handoff.send(shard, batch, self.wait);
         }
         0
     }
@@ -192,7 +235,7 @@ impl Batcher {
         for shard in 0..self.pending.len() {
             if !self.pending[shard].is_empty() {
                 let batch = std::mem::take(&mut self.pending[shard]);
-                shed += self.handoff.send(shard, batch);
+                shed += self.handoff.send(shard, batch, self.wait);
             }
         }
         shed
@@ -250,35 +293,47 @@ mod tests {
         vec![obs; n]
     }
 
+    /// `Ok`, or how many observations a full queue handed back (`None`: the worker is gone).
+    fn sent(r: Result<(), Refused>) -> Result<(), Option<usize>> {
+        r.map_err(|e| match e {
+            Refused::Full(b) => Some(b.len()),
+            Refused::Gone => None,
+        })
+    }
+
     #[test]
     fn depth_counts_observations_not_batches() {
         let (tx, rx) = worker_queue(10);
-        assert!(tx.try_send(batch(3)).is_ok());
-        assert!(tx.try_send(batch(3)).is_ok());
-        assert!(tx.try_send(batch(4)).is_ok(), "exactly full");
-        assert_eq!(tx.try_send(batch(1)).map_err(|b| b.len()), Err(1));
+        assert_eq!(sent(tx.try_send(batch(3))), Ok(()));
+        assert_eq!(sent(tx.try_send(batch(3))), Ok(()));
+        assert_eq!(sent(tx.try_send(batch(4))), Ok(()), "exactly full");
+        assert_eq!(sent(tx.try_send(batch(1))), Err(Some(1)));
         let taken = rx.channel().try_recv().unwrap();
         rx.taken(&taken);
-        assert_eq!(tx.try_send(batch(4)).map_err(|b| b.len()), Err(4));
-        assert!(tx.try_send(batch(3)).is_ok(), "the room of the batch taken");
+        assert_eq!(sent(tx.try_send(batch(4))), Err(Some(4)));
+        assert_eq!(
+            sent(tx.try_send(batch(3))),
+            Ok(()),
+            "the room of the batch taken"
+        );
         assert_eq!(rx.channel().len(), 3);
     }
 
     #[test]
     fn an_empty_queue_takes_one_batch_larger_than_its_depth() {
         let (tx, rx) = worker_queue(2);
-        assert!(tx.try_send(batch(5)).is_ok());
-        assert!(tx.try_send(batch(1)).is_err());
+        assert_eq!(sent(tx.try_send(batch(5))), Ok(()));
+        assert_eq!(sent(tx.try_send(batch(1))), Err(Some(1)));
         let taken = rx.channel().try_recv().unwrap();
         rx.taken(&taken);
-        assert!(tx.try_send(batch(1)).is_ok());
+        assert_eq!(sent(tx.try_send(batch(1))), Ok(()));
     }
 
     #[test]
-    fn a_gone_worker_returns_the_batch_and_frees_its_room() {
+    fn a_gone_worker_refuses_and_frees_the_room() {
         let (tx, rx) = worker_queue(10);
         drop(rx);
-        assert_eq!(tx.try_send(batch(2)).map_err(|b| b.len()), Err(2));
+        assert_eq!(sent(tx.try_send(batch(2))), Err(None));
         assert_eq!(tx.queued.load(Ordering::Relaxed), 0);
     }
 
@@ -299,5 +354,69 @@ mod tests {
         assert_eq!(handoff.offered(), 370);
         assert_eq!(handoff.shed(), 74);
         assert_eq!(rx.channel().try_iter().map(|b| b.len()).sum::<usize>(), 296);
+    }
+
+    #[test]
+    fn sources_racing_for_the_last_room_shed_only_what_does_not_fit() {
+        // Nobody takes from the queue: exactly 100 batches of 10 fit, whatever the interleaving.
+        let (tx, rx) = worker_queue(1000);
+        let handoff = Handoff::new(vec![tx], 10);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                let handoff = handoff.clone();
+                scope.spawn(move || {
+                    let mut batcher = handoff.batcher();
+                    for obs in batch(1000) {
+                        batcher.push(obs);
+                    }
+                });
+            }
+        });
+        assert_eq!(handoff.offered(), 4000);
+        assert_eq!(handoff.shed(), 3000);
+        assert_eq!(rx.channel().len(), 100);
+    }
+
+    #[test]
+    fn a_waiting_batcher_waits_for_room_instead_of_shedding() {
+        let (tx, rx) = worker_queue(64);
+        let handoff = Handoff::new(vec![tx], 16);
+        let taker = std::thread::spawn(move || {
+            let mut got = 0;
+            while got < 5000 {
+                match rx
+                    .channel()
+                    .recv_timeout(std::time::Duration::from_secs(10))
+                {
+                    Ok(b) => {
+                        rx.taken(&b);
+                        got += b.len();
+                        // A slow worker, so that the queue is full most of the time.
+                        std::thread::sleep(std::time::Duration::from_micros(50));
+                    }
+                    Err(_) => break,
+                }
+            }
+            got
+        });
+        let mut batcher = handoff.waiting_batcher();
+        for obs in batch(5000) {
+            assert_eq!(batcher.push(obs), 0);
+        }
+        assert_eq!(batcher.flush(), 0);
+        assert_eq!(taker.join().unwrap(), 5000);
+        assert_eq!(handoff.offered(), 5000);
+        assert_eq!(handoff.shed(), 0);
+    }
+
+    #[test]
+    fn a_waiting_batcher_sheds_once_the_worker_is_gone() {
+        let (tx, rx) = worker_queue(4);
+        let handoff = Handoff::new(vec![tx], 4);
+        drop(rx);
+        let mut batcher = handoff.waiting_batcher();
+        let shed: u64 = batch(8).into_iter().map(|obs| batcher.push(obs)).sum();
+        assert_eq!(shed, 8);
+        assert_eq!(handoff.shed(), 8);
     }
 }

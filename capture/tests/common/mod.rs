@@ -315,9 +315,18 @@ pub fn run_paths(
     paths: Vec<std::path::PathBuf>,
     config: TapConfig,
 ) -> (Vec<String>, CaptureSummary, PipelineSnapshot) {
+    run_paths_with(paths, config, pipeline_config())
+}
+
+/// [`run_paths`] into a pipeline configured as given.
+pub fn run_paths_with(
+    paths: Vec<std::path::PathBuf>,
+    config: TapConfig,
+    pipeline: PipelineConfig,
+) -> (Vec<String>, CaptureSummary, PipelineSnapshot) {
     let sink = MemorySink::default();
     let lines = sink.lines.clone();
-    let pipeline = Pipeline::start(pipeline_config(), Box::new(sink)).unwrap();
+    let pipeline = Pipeline::start(pipeline, Box::new(sink)).unwrap();
     let capture = Capture::open(Source::Files(paths), config).unwrap();
     let summary = capture
         .run(pipeline.handoff(), Arc::new(AtomicBool::new(false)), false)
