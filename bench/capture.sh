@@ -327,12 +327,16 @@ fi
     }' "$TMP/medians"
     echo
     maxrss=$(awk -F'\t' 'NR > 1 && $2 == "dnsensor" && $6 > m { m = $6 } END { print m + 0 }' "$RAW")
-    awk -v n="$PACKETS" -v maxrss="$maxrss" '{ w[$1] = $2; u[$1] = $3; s[$1] = $4; m[$1] = $5 } END {
+    # A file waits for the pipeline, so offline rounds must shed nothing.
+    oshed=$(awk -F'\t' 'NR > 1 && $2 == "dnsensor" && match($8, / observations_shed=[0-9]+/) {
+        s += substr($8, RSTART + 19, RLENGTH - 19) } END { print s + 0 }' "$RAW")
+    awk -v n="$PACKETS" -v maxrss="$maxrss" -v oshed="$oshed" '{ w[$1] = $2; u[$1] = $3; s[$1] = $4; m[$1] = $5 } END {
         upps = (u["dnsensor"] > 0 ? n / u["dnsensor"] : 0)
         print "| ratio (medians) | value | goal | met |"
         print "|---|---:|---|---|"
         printf "| dnsensor packets per user-CPU second | %.0f | ≥ 1,000,000 | %s |\n", upps, (upps >= 1e6 ? "yes" : sprintf("**no** (%.0f %% of the goal)", upps / 1e4))
         printf "| dnsensor peak RSS, max over the rounds | %.1f MiB | < 64 MiB | %s |\n", maxrss / 1024, (maxrss / 1024 < 64 ? "yes" : "**no**")
+        printf "| observations shed, all offline rounds (a file waits for the pipeline) | %d | 0 | %s |\n", oshed, (oshed == 0 ? "yes" : "**no**")
         printf "| dnsensor wall / pcap_loop wall | %.1f | – (the floor) | – |\n", w["dnsensor"] / w["pcap_loop"]
         printf "| dnsensor user+sys CPU / pcap_loop user+sys CPU | %.1f | – | – |\n", (u["dnsensor"] + s["dnsensor"]) / (u["pcap_loop"] + s["pcap_loop"])
         printf "| pcap_loop packets/s (wall), the floor | %.0f | – | – |\n", n / w["pcap_loop"]
