@@ -1,5 +1,6 @@
 //! The sources' way into the pipeline: observations go to a worker's bounded queue without waiting.
-//! A full queue sheds the observations and counts them, so a slow pipeline never stalls DNS.
+//! A full queue sheds the observations and counts them, so a slow pipeline never stalls DNS; only
+//! a source that loses nothing by waiting (a capture file) waits for room instead.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
