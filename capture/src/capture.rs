@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use dnsensor_core::pipeline::Handoff;
+use dnsensor_core::pipeline::{Batcher, Handoff};
 
 use crate::bailiwick::ZoneTable;
 use crate::decode::Decoder;
@@ -213,9 +213,14 @@ impl Capture {
                 input: rx,
                 free: free_tx,
                 decoder: Decoder::new(&self.config, zones.clone()),
-                handoff: handoff.clone(),
+                // A live capture sheds when the pipeline is behind; a file waits for it, since
+                // reading more slowly loses nothing.
+                batcher: if live {
+                    handoff.batcher()
+                } else {
+                    handoff.waiting_batcher()
+                },
                 counters: self.counters.clone(),
-                live,
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("dnsensor-shard-{i}"))
@@ -484,26 +489,19 @@ struct ShardWorker {
     input: Receiver<PacketBatch>,
     free: Sender<PacketBatch>,
     decoder: Decoder,
-    handoff: Handoff,
+    /// Into the pipeline: shedding for a live capture, waiting for a file.
+    batcher: Batcher,
     counters: Arc<CaptureCounters>,
-    /// A live capture sheds when the pipeline is behind; a file waits for it, since reading
-    /// more slowly loses nothing.
-    live: bool,
 }
 
 impl ShardWorker {
     fn run(&mut self) {
-        let mut batcher = if self.live {
-            self.handoff.batcher()
-        } else {
-            self.handoff.waiting_batcher()
-        };
         loop {
             let batch = match self.input.try_recv() {
                 Ok(b) => b,
                 Err(TryRecvError::Empty) => {
                     // Idle: nothing may linger in the pipeline batcher meanwhile.
-                    let shed = batcher.flush();
+                    let shed = self.batcher.flush();
                     self.publish(shed);
                     match self.input.recv() {
                         Ok(b) => b,
@@ -518,7 +516,7 @@ impl ShardWorker {
                 let frame = batch.data.get(start..end).unwrap_or(&[]);
                 start = end;
                 self.decoder.packet(batch.link, ts, frame, &mut |obs| {
-                    shed += batcher.push(obs);
+                    shed += self.batcher.push(obs);
                 });
             }
             self.publish(shed);
@@ -526,7 +524,7 @@ impl ShardWorker {
             batch.clear();
             let _ = self.free.try_send(batch);
         }
-        let shed = batcher.flush();
+        let shed = self.batcher.flush();
         self.publish(shed);
     }
 

@@ -71,10 +71,6 @@ impl QueueSender {
     }
 }
 
-/// How long a source that may wait sleeps before it tries a full queue again: a few batches'
-/// worth of a worker's time.
-const ROOM_POLL: std::time::Duration = std::time::Duration::from_micros(200);
-
 /// The worker's end of a worker queue.
 pub(crate) struct QueueReceiver {
     rx: Receiver<Vec<Observation>>,
@@ -177,11 +173,10 @@ impl Handoff {
     }
 
     /// Sends a batch, waiting for room if `wait`; returns how many observations were shed.
-    fn send(&self, shard: usize, batch: Vec<Observation>, wait: bool) -> u64 {
+    fn send(&self, shard: usize, mut batch: Vec<Observation>, wait: bool) -> u64 {
         let inner = &*self.inner;
         let n = batch.len() as u64;
         inner.offered.fetch_add(n, Ordering::Relaxed);
-        let mut batch = batch;
         loop {
             match inner.senders[shard].try_send(batch) {
                 Ok(()) => return 0,
@@ -197,6 +192,10 @@ impl Handoff {
         }
     }
 }
+
+/// How long a source that may wait sleeps before it tries a full queue again: a few batches'
+/// worth of a worker's time.
+const ROOM_POLL: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// One source task's batches in the making, one per worker. Call [`Batcher::flush`] before the
 /// task waits for more input, so nothing lingers; dropping it flushes too.
