@@ -66,18 +66,33 @@ const DLV: u16 = 32769;
 /// Writes an IPv4 address in dotted decimal. A records are the bulk of every flush, and this
 /// is several times cheaper than going through `fmt` and `Ipv4Addr`'s Display.
 fn push_ipv4(octets: [u8; 4], out: &mut String) {
+    let (text, len) = ipv4_text(octets);
+    // Digits and dots only, so always UTF-8.
+    out.push_str(std::str::from_utf8(&text[..len]).unwrap_or_default());
+}
+
+/// The dotted-decimal text of an IPv4 address in a buffer, and its length: for
+/// [`push_ipv4`], and for the COF encoder, which writes A records straight into its line.
+pub(crate) fn ipv4_text(octets: [u8; 4]) -> ([u8; 15], usize) {
+    let mut text = [0u8; 15];
+    let mut n = 0;
     for (i, octet) in octets.into_iter().enumerate() {
         if i > 0 {
-            out.push('.');
+            text[n] = b'.';
+            n += 1;
         }
         if octet >= 100 {
-            out.push(char::from(b'0' + octet / 100));
+            text[n] = b'0' + octet / 100;
+            n += 1;
         }
         if octet >= 10 {
-            out.push(char::from(b'0' + octet / 10 % 10));
+            text[n] = b'0' + octet / 10 % 10;
+            n += 1;
         }
-        out.push(char::from(b'0' + octet % 10));
+        text[n] = b'0' + octet % 10;
+        n += 1;
     }
+    (text, n)
 }
 
 /// Appends an IPv6 address exactly as `Ipv6Addr`'s `Display` does (RFC 5952: lowercase hex,
