@@ -124,24 +124,6 @@ impl CofEncoder {
     }
 }
 
-/// Label bytes that stand for themselves both in a presentation name and inside a JSON string:
-/// printable ASCII except the eight that [`present::write_name`] escapes.
-const NAME_PLAIN: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0x21;
-    while b < 0x7f {
-        table[b] = !matches!(
-            b as u8,
-            b'.' | b';' | b'(' | b')' | b'@' | b'$' | b'"' | b'\\'
-        );
-        b += 1;
-    }
-    table
-};
-
-/// Wire names are limited to 255 octets, the terminating zero included.
-const MAX_NAME_LEN: usize = 255;
-
 /// Appends `wire` as the JSON string of its presentation form, straight from the labels, when
 /// the name is valid and no byte needs an escape: nearly every name. Otherwise it appends
 /// nothing and returns false, and the caller takes the general path (present::write_name, then
@@ -161,13 +143,13 @@ fn push_plain_name(out: &mut Vec<u8>, wire: &[u8]) -> bool {
         }
         let end = pos + 1 + usize::from(len);
         // The limits of present::write_name, which marks a name that breaks them.
-        if len & 0xc0 != 0 || end >= MAX_NAME_LEN {
+        if len & 0xc0 != 0 || end >= present::MAX_NAME_LEN {
             return false;
         }
         let Some(label) = wire.get(pos + 1..end) else {
             return false;
         };
-        if !label.iter().all(|&b| NAME_PLAIN[usize::from(b)]) {
+        if !label.iter().all(|&b| present::LABEL_PLAIN[usize::from(b)]) {
             return false;
         }
         pos = end;

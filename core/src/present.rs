@@ -306,7 +306,7 @@ pub fn write_rdata(rtype: u16, rdata: &[u8], out: &mut String) {
 }
 
 /// Wire names are limited to 255 octets (RFC 1035 §3.1), the terminating zero included.
-const MAX_NAME_LEN: usize = 255;
+pub(crate) const MAX_NAME_LEN: usize = 255;
 
 /// The rdata did not parse for its type; the caller falls back to RFC 3597.
 #[derive(Debug)]
@@ -576,15 +576,31 @@ fn name(r: &mut Reader<'_>, out: &mut String) -> Res {
     Ok(())
 }
 
+/// Label bytes that a presentation name shows as they are: printable ASCII except the eight
+/// that take a backslash (`. ; ( ) @ $ " \`). None of them needs a JSON escape either, so the COF
+/// encoder copies a name made only of these straight into its line.
+pub(crate) const LABEL_PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        table[b] = !matches!(
+            b as u8,
+            b'.' | b';' | b'(' | b')' | b'@' | b'$' | b'"' | b'\\'
+        );
+        b += 1;
+    }
+    table
+};
+
 fn write_label(label: &[u8], out: &mut String) {
     for &b in label {
-        match b {
-            b'.' | b';' | b'(' | b')' | b'@' | b'$' | b'"' | b'\\' => {
-                out.push('\\');
-                out.push(char::from(b));
-            }
-            0x21..=0x7e => out.push(char::from(b)),
-            _ => push_ddd(b, out),
+        if LABEL_PLAIN[usize::from(b)] {
+            out.push(char::from(b));
+        } else if (0x21..=0x7e).contains(&b) {
+            out.push('\\');
+            out.push(char::from(b));
+        } else {
+            push_ddd(b, out);
         }
     }
 }
