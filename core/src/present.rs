@@ -1050,6 +1050,16 @@ mod tests {
             super::push_ipv6(octets, &mut out);
             proptest::prop_assert_eq!(out, std::net::Ipv6Addr::from(octets).to_string());
         }
+
+        #[test]
+        fn ipv4_text_matches_std(octets in proptest::array::uniform4(proptest::prelude::any::<u8>())) {
+            let (text, len) = super::ipv4_text(octets);
+            let want = std::net::Ipv4Addr::from(octets).to_string();
+            proptest::prop_assert_eq!(&text[..len], want.as_bytes());
+            let mut out = String::new();
+            super::push_ipv4(octets, &mut out);
+            proptest::prop_assert_eq!(out, want);
+        }
     }
 
     use super::*;
