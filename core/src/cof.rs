@@ -13,7 +13,7 @@ const TYPE_AAAA: u16 = 28;
 pub struct CofEncoder {
     text: String,
     /// The last time written and its digits (see [`CofEncoder::push_time`]).
-    last_time: (Option<u64>, DecimalText),
+    last_time: Option<(u64, DecimalText)>,
     /// Write each entry's distinct-client count as `clients`.
     clients: bool,
 }
@@ -106,11 +106,14 @@ impl CofEncoder {
     /// Appends a time in Unix seconds. Most lines of a flush carry the same few seconds, twice
     /// each, so the last one's digits are kept and copied instead of worked out again.
     fn push_time(&mut self, out: &mut Vec<u8>, t: u64) {
-        let (value, digits) = &mut self.last_time;
-        if *value != Some(t) {
-            *value = Some(t);
-            *digits = DecimalText::of(t);
-        }
+        let digits = match self.last_time {
+            Some((last, digits)) if last == t => digits,
+            _ => {
+                let digits = DecimalText::of(t);
+                self.last_time = Some((t, digits));
+                digits
+            }
+        };
         out.extend_from_slice(digits.as_bytes());
     }
 
@@ -215,7 +218,7 @@ fn push_u64(out: &mut Vec<u8>, n: u64) {
 }
 
 /// The decimal digits of a `u64`, right-aligned in a buffer.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct DecimalText {
     digits: [u8; 20],
     start: usize,
