@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, Hasher};
 use hashbrown::HashTable;
 
 /// What the window knows about one RRset key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Entry {
     /// Sightings: responses that carried this exact RRset.
     pub count: u64,
@@ -182,6 +182,17 @@ impl DedupTable {
         };
         slot.entry.absorb(&Entry::once(time));
         count_client(self.clients.as_mut(), slot, client);
+        true
+    }
+
+    /// Counts `sightings` (counts and times, no clients) against a key this table already
+    /// holds: what many [`DedupTable::observe_again`] calls without a client would count.
+    /// Returns false, counting nothing, when `at` is not one of this table's keys.
+    pub fn absorb_again(&mut self, at: KeyRef, sightings: &Entry) -> bool {
+        let Some(slot) = self.slots.find_mut(at.hash, |s| s.start == at.start) else {
+            return false;
+        };
+        slot.entry.absorb(sightings);
         true
     }
 

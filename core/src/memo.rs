@@ -3,19 +3,26 @@
 //!
 //! Made for the proxy, which sees the same answer bytes again and again: a resolver answers a
 //! popular name identically, TTLs included, many times within a second. A repeat then costs a
-//! hash, a comparison and one table probe per RRset instead of a walk, a decompression, the
-//! privacy check and a key built from scratch; the counts come out exactly the same.
+//! hash and a comparison instead of a walk, a decompression, the privacy check and a key built
+//! from scratch. Repeats without a client hash are also held back per remembered response and
+//! added to the table in one go ([`ResponseMemo::settle`]), so a repeat touches no table entry;
+//! the counts come out exactly the same.
+//!
+//! The worker meets each remembered answer again only after the proxy's own threads have had the
+//! core, so its memory is cold. Lookups of a batch are therefore made in three passes (find the
+//! set, fetch the slot, count), so that the cache misses of a batch overlap instead of coming
+//! one after another (docs/benchmarks.md, "A memo that fetches ahead").
 
 use std::hash::BuildHasher;
 
-use crate::dedup::{DedupTable, KeyRef};
+use crate::dedup::{DedupTable, Entry, KeyRef};
 use crate::rrset::{ExtractStats, Extractor};
 
 /// Sets of remembered responses. A response may sit in any of the `WAYS` slots of the set its
 /// hash picks; a new one replaces the set's least recently used. Sized for a few thousand
 /// distinct answers a second that repeat: direct-mapped, 2 048 slots kept almost none of the
 /// proxy benchmark's 7 000 (each shared its slot with others and was evicted before it came
-/// back); 4 096 sets of 4 keep nearly all of them (docs/benchmarks.md).
+/// back); 4 096 sets of 4 keep nearly all of them (docs/benchmarks.md). A power of two.
 const SETS: usize = 4096;
 /// Slots per set.
 const WAYS: usize = 4;
@@ -30,38 +37,81 @@ const ID_BYTES: usize = 2;
 /// Bytes of a DNS header; anything shorter is malformed and goes the usual way.
 const HEADER_BYTES: usize = 12;
 
-/// The memo of one pipeline worker, valid for one dedup table and one set of extraction rules.
-pub struct ResponseMemo {
-    /// Sets of `WAYS` slots, one after another.
-    slots: Box<[Slot]>,
-    // Random per memo: the responses are attacker-influenced.
-    hasher: foldhash::fast::RandomState,
-    /// Slots written under an older generation are empty. Starts at 1, so fresh slots are.
-    generation: u64,
-    /// Counts lookups; a slot's `used` is the count at its last hit or fill.
-    clock: u64,
-    /// Responses counted from a remembered first sighting.
-    hits: u64,
+/// Room for one remembered body (a response without its ID) in `ResponseMemo::bodies`.
+const BODY_STRIDE: usize = MAX_REMEMBERED_BYTES;
+
+/// A cache line, the unit in which memory is fetched ahead.
+const LINE: usize = 64;
+
+/// What a lookup reads first for one set, in one cache line: whether each slot holds a response
+/// of the current generation, which, how long, and when it was last used.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct SetTags {
+    /// The high half of each remembered response's hash (the low bits chose the set).
+    tag: [u32; WAYS],
+    /// The memo generation each slot was filled in; older ones are empty.
+    generation: [u32; WAYS],
+    /// The memo's clock (wrapping) when each slot was last filled or hit.
+    used: [u32; WAYS],
+    /// Each remembered body's length.
+    len: [u16; WAYS],
 }
 
-#[derive(Default)]
+/// What a remembered response stands for; read only when it is met again.
+#[derive(Debug, Default)]
 struct Slot {
-    generation: u64,
-    /// The memo's clock when the slot was last filled or hit.
-    used: u64,
-    hash: u64,
-    /// The response without its ID.
-    body: Vec<u8>,
-    /// Where each RRset key of the response lives in the table, in extraction order.
-    keys: Vec<KeyRef>,
     /// What extraction counted for this response.
     stats: ExtractStats,
+    /// Repeats without a client held back: counts and times still to add to each key.
+    held: Entry,
+    /// Where each RRset key of the response lives in the table, in extraction order.
+    keys: Vec<KeyRef>,
+}
+
+/// A response's place in a memo, found by [`ResponseMemo::look_ahead`] before it is counted.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup {
+    hash: u64,
+}
+
+/// The memo of one pipeline worker, valid for one dedup table and one set of extraction rules.
+pub struct ResponseMemo {
+    /// One line per set.
+    tags: Box<[SetTags]>,
+    /// `WAYS` slots per set, one after another.
+    slots: Box<[Slot]>,
+    /// Each slot's body at `BODY_STRIDE` times its index: where a body lives is known without
+    /// reading anything first, so it can be fetched ahead.
+    bodies: Box<[u8]>,
+    // Random per memo: the responses are attacker-influenced.
+    hasher: foldhash::fast::RandomState,
+    /// Slots written under another generation are empty. Starts at 1, so fresh slots are.
+    generation: u32,
+    /// Counts lookups, wrapping; a slot's `used` is the count at its last hit or fill.
+    clock: u32,
+    /// Responses counted from a remembered first sighting.
+    hits: u64,
 }
 
 impl Default for ResponseMemo {
     fn default() -> Self {
         ResponseMemo::new()
     }
+}
+
+/// Asks the processor to start loading the cache line at `at`. Only a hint: it reads nothing the
+/// program sees and never faults, whatever the address.
+#[inline(always)]
+fn fetch_line<T>(at: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: PREFETCHT0 does not access memory architecturally; any address is allowed.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(at.cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }
 
 impl ResponseMemo {
@@ -71,8 +121,12 @@ impl ResponseMemo {
     }
 
     fn with_sets(sets: usize) -> ResponseMemo {
+        assert!(sets.is_power_of_two(), "a memo has a power of two sets");
         ResponseMemo {
+            tags: vec![SetTags::default(); sets].into_boxed_slice(),
             slots: (0..sets * WAYS).map(|_| Slot::default()).collect(),
+            // Zeroed memory is mapped on first touch, so the bound is not paid up front.
+            bodies: vec![0; sets * WAYS * BODY_STRIDE].into_boxed_slice(),
             hasher: foldhash::fast::RandomState::default(),
             generation: 1,
             clock: 0,
@@ -80,9 +134,39 @@ impl ResponseMemo {
         }
     }
 
-    /// Forgets every response. Call it whenever the table is taken (its keys move out) or the
-    /// extractor's rules change (a new privacy filter).
+    /// Adds the repeats held back to `table`, whose keys the memo remembers. Call it before the
+    /// table's counts are read or the table is taken.
+    pub fn settle(&mut self, table: &mut DedupTable) {
+        let generation = self.generation;
+        for (set, tags) in self.tags.iter().enumerate() {
+            for way in 0..WAYS {
+                let slot = &mut self.slots[set * WAYS + way];
+                if slot.held.count == 0 {
+                    continue;
+                }
+                if tags.generation[way] == generation {
+                    for &key in &slot.keys {
+                        let counted = table.absorb_again(key, &slot.held);
+                        debug_assert!(counted, "a remembered key outlived its table");
+                    }
+                }
+                slot.held = Entry::default();
+            }
+        }
+    }
+
+    /// Forgets every response. Call it, after [`ResponseMemo::settle`], whenever the table is
+    /// taken (its keys move out) or the extractor's rules change (a new privacy filter).
     pub fn clear(&mut self) {
+        debug_assert!(
+            self.slots.iter().all(|s| s.held.count == 0),
+            "repeats held back were not settled"
+        );
+        if self.generation == u32::MAX {
+            // Every old generation would come back in turn: empty the slots for real instead.
+            self.tags.fill(SetTags::default());
+            self.generation = 0;
+        }
         self.generation += 1;
     }
 
@@ -91,10 +175,47 @@ impl ResponseMemo {
         self.hits
     }
 
+    /// Hashes `response` and starts fetching its set, if the memo would remember it. The first of
+    /// three passes over a batch: then [`ResponseMemo::fetch`], then [`ResponseMemo::record_at`].
+    #[inline]
+    pub fn look_ahead(&self, response: &[u8]) -> Option<Lookup> {
+        if response.len() < HEADER_BYTES || response.len() > MAX_REMEMBERED_BYTES {
+            return None;
+        }
+        let hash = self.hasher.hash_one(&response[ID_BYTES..]);
+        fetch_line(&self.tags[self.set_of(hash)]);
+        Some(Lookup { hash })
+    }
+
+    /// Starts fetching the slot and the body that `response` would be counted against, once its
+    /// set has arrived: the second pass.
+    #[inline]
+    pub fn fetch(&self, response: &[u8], at: Lookup) {
+        let set = self.set_of(at.hash);
+        let tags = &self.tags[set];
+        let body_len = response.len() - ID_BYTES;
+        for way in 0..WAYS {
+            if tags.tag[way] == tag_of(at.hash)
+                && tags.generation[way] == self.generation
+                && usize::from(tags.len[way]) == body_len
+            {
+                let index = set * WAYS + way;
+                let slot: *const Slot = &self.slots[index];
+                fetch_line(slot);
+                fetch_line(slot.wrapping_byte_add(std::mem::size_of::<Slot>() - 1));
+                let body = self.bodies[index * BODY_STRIDE..].as_ptr();
+                for offset in (0..body_len).step_by(LINE) {
+                    fetch_line(body.wrapping_add(offset));
+                }
+            }
+        }
+    }
+
     /// Extracts `response` (no bailiwick) into `table`, counting into `totals`, as
     /// [`Extractor::extract`] with [`DedupTable::observe_from`] would; a response seen before,
     /// byte for byte apart from its ID, since the last [`ResponseMemo::clear`] is counted against
-    /// the keys of its first sighting instead.
+    /// the keys of its first sighting instead. Counts without a client reach the table at the
+    /// next [`ResponseMemo::settle`].
     pub fn record(
         &mut self,
         extractor: &mut Extractor,
@@ -104,37 +225,77 @@ impl ResponseMemo {
         time: u64,
         client: Option<u64>,
     ) {
-        if response.len() < HEADER_BYTES || response.len() > MAX_REMEMBERED_BYTES {
+        let at = self.look_ahead(response);
+        self.record_at(extractor, table, totals, response, at, time, client);
+    }
+
+    /// [`ResponseMemo::record`] for a response whose [`ResponseMemo::look_ahead`] gave `at`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_at(
+        &mut self,
+        extractor: &mut Extractor,
+        table: &mut DedupTable,
+        totals: &mut ExtractStats,
+        response: &[u8],
+        at: Option<Lookup>,
+        time: u64,
+        client: Option<u64>,
+    ) {
+        let Some(Lookup { hash }) = at else {
             extractor.extract(response, None, totals, |key| {
                 table.observe_from(key, time, client)
             });
             return;
-        }
+        };
         let body = &response[ID_BYTES..];
-        let hash = self.hasher.hash_one(body);
-        self.clock += 1;
-        let set_start = (hash as usize % (self.slots.len() / WAYS)) * WAYS;
-        let set = &mut self.slots[set_start..set_start + WAYS];
+        self.clock = self.clock.wrapping_add(1);
+        let set = self.set_of(hash);
         let generation = self.generation;
-        let live = |s: &Slot| s.generation == generation;
-        if let Some(slot) = set
-            .iter_mut()
-            .find(|s| live(s) && s.hash == hash && s.body == body)
-        {
-            slot.used = self.clock;
+        let tags = &mut self.tags[set];
+        let found = (0..WAYS).find(|&way| {
+            tags.tag[way] == tag_of(hash)
+                && tags.generation[way] == generation
+                && usize::from(tags.len[way]) == body.len()
+                && body_at(&self.bodies, set * WAYS + way, body.len()) == body
+        });
+        if let Some(way) = found {
+            tags.used[way] = self.clock;
             self.hits += 1;
-            for &key in &slot.keys {
-                let counted = table.observe_again(key, time, client);
-                debug_assert!(counted, "a remembered key outlived its table");
+            let slot = &mut self.slots[set * WAYS + way];
+            match client {
+                // Counts and times add up, so many repeats go into the table as one.
+                None => absorb(&mut slot.held, time),
+                Some(_) => {
+                    for &key in &slot.keys {
+                        let counted = table.observe_again(key, time, client);
+                        debug_assert!(counted, "a remembered key outlived its table");
+                    }
+                }
             }
             totals.add(&slot.stats);
             return;
         }
         // An empty slot if the set has one, else the one unused longest.
-        let slot = set
-            .iter_mut()
-            .min_by_key(|s| if live(s) { s.used } else { 0 })
+        let clock = self.clock;
+        let way = (0..WAYS)
+            .max_by_key(|&way| {
+                if tags.generation[way] == generation {
+                    clock.wrapping_sub(tags.used[way])
+                } else {
+                    u32::MAX
+                }
+            })
             .expect("a set has slots");
+        let index = set * WAYS + way;
+        let slot = &mut self.slots[index];
+        if tags.generation[way] == generation && slot.held.count > 0 {
+            // The keys of the response it held are still in the table: its repeats go in now.
+            for &key in &slot.keys {
+                let counted = table.absorb_again(key, &slot.held);
+                debug_assert!(counted, "a remembered key outlived its table");
+            }
+        }
+        slot.held = Entry::default();
         slot.keys.clear();
         let mut stats = ExtractStats::default();
         extractor.extract(response, None, &mut stats, |key| {
@@ -142,11 +303,36 @@ impl ResponseMemo {
         });
         totals.add(&stats);
         slot.stats = stats;
-        slot.body.clear();
-        slot.body.extend_from_slice(body);
-        slot.hash = hash;
-        slot.generation = generation;
-        slot.used = self.clock;
+        self.bodies[index * BODY_STRIDE..][..body.len()].copy_from_slice(body);
+        tags.tag[way] = tag_of(hash);
+        tags.generation[way] = generation;
+        tags.used[way] = clock;
+        tags.len[way] = body.len() as u16;
+    }
+
+    fn set_of(&self, hash: u64) -> usize {
+        hash as usize & (self.tags.len() - 1)
+    }
+}
+
+/// The part of a hash that tells apart the responses of one set.
+fn tag_of(hash: u64) -> u32 {
+    (hash >> 32) as u32
+}
+
+/// The body remembered in slot `index`, `len` bytes long.
+fn body_at(bodies: &[u8], index: usize, len: usize) -> &[u8] {
+    &bodies[index * BODY_STRIDE..][..len]
+}
+
+/// One more sighting at `time` in `held`.
+fn absorb(held: &mut Entry, time: u64) {
+    if held.count == 0 {
+        *held = Entry::once(time);
+    } else {
+        held.count = held.count.saturating_add(1);
+        held.first = held.first.min(time);
+        held.last = held.last.max(time);
     }
 }
 
@@ -177,6 +363,16 @@ mod tests {
         e
     }
 
+    /// A table entry without clients.
+    fn sightings(count: u64, first: u64, last: u64) -> crate::dedup::Entry {
+        crate::dedup::Entry {
+            count,
+            first,
+            last,
+            clients: 0,
+        }
+    }
+
     fn table_contents(t: &DedupTable) -> Vec<(Vec<u8>, crate::dedup::Entry)> {
         let mut v: Vec<_> = t.iter().map(|(k, e)| (k.to_vec(), *e)).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
@@ -185,12 +381,16 @@ mod tests {
 
     proptest! {
         /// Any sequence of responses (repeats with other IDs, other TTLs, damaged copies, a
-        /// table taken midway) leaves the same table and counters as plain extraction.
+        /// table taken midway), looked up in batches as the pipeline worker does, leaves the
+        /// same table and counters as plain extraction: in a memo of one set, where answers
+        /// evict each other, and in a full-sized one.
         #[test]
         fn same_table_and_counters_as_plain_extraction(
             picks in prop::collection::vec((0usize..6, any::<u16>(), 0u64..5, prop::option::of(0u64..3)), 1..200),
             take_at in 0usize..200,
             cut in 0usize..40,
+            batch in 1usize..9,
+            sets in prop::sample::select(vec![1usize, SETS]),
         ) {
             let names = ["a.example.", "b.example.", "c.example."];
             let responses: Vec<Vec<u8>> = (0..6)
@@ -206,24 +406,124 @@ mod tests {
             let (mut plain_x, mut memo_x) = (extractor(), extractor());
             let (mut plain_t, mut memo_t) = (DedupTable::with_client_counts(1000), DedupTable::with_client_counts(1000));
             let (mut plain_s, mut memo_s) = (ExtractStats::default(), ExtractStats::default());
-            let mut memo = ResponseMemo::new();
+            let mut memo = ResponseMemo::with_sets(sets);
             let mut plain_taken = Vec::new();
             let mut memo_taken = Vec::new();
-            for (i, &(which, id, time, client)) in picks.iter().enumerate() {
-                if i == take_at {
-                    plain_taken.push(table_contents(&plain_t.take()));
-                    memo_taken.push(table_contents(&memo_t.take()));
-                    memo.clear();
+            let wire: Vec<Vec<u8>> = picks
+                .iter()
+                .map(|&(which, id, _, _)| {
+                    let mut r = responses[which].clone();
+                    r[..2].copy_from_slice(&id.to_be_bytes());
+                    r
+                })
+                .collect();
+            for (chunk, picked) in picks.chunks(batch).enumerate() {
+                let first = chunk * batch;
+                let lookups: Vec<_> = wire[first..first + picked.len()]
+                    .iter()
+                    .map(|r| memo.look_ahead(r))
+                    .collect();
+                for (r, at) in wire[first..].iter().zip(&lookups) {
+                    if let Some(at) = at {
+                        memo.fetch(r, *at);
+                    }
                 }
-                let mut r = responses[which].clone();
-                r[..2].copy_from_slice(&id.to_be_bytes());
-                plain_x.extract(&r, None, &mut plain_s, |k| plain_t.observe_from(k, time, client));
-                memo.record(&mut memo_x, &mut memo_t, &mut memo_s, &r, time, client);
+                for (j, &(_, _, time, client)) in picked.iter().enumerate() {
+                    let i = first + j;
+                    if i == take_at {
+                        plain_taken.push(table_contents(&plain_t.take()));
+                        memo.settle(&mut memo_t);
+                        memo_taken.push(table_contents(&memo_t.take()));
+                        memo.clear();
+                    }
+                    let r = &wire[i];
+                    plain_x.extract(r, None, &mut plain_s, |k| plain_t.observe_from(k, time, client));
+                    memo.record_at(&mut memo_x, &mut memo_t, &mut memo_s, r, lookups[j], time, client);
+                }
             }
+            memo.settle(&mut memo_t);
             prop_assert_eq!(plain_s, memo_s);
             prop_assert_eq!(table_contents(&plain_t), table_contents(&memo_t));
             prop_assert_eq!(plain_taken, memo_taken);
         }
+    }
+
+    #[test]
+    fn repeats_without_a_client_reach_the_table_when_settled() {
+        let mut x = extractor();
+        let mut t = DedupTable::new(100);
+        let mut s = ExtractStats::default();
+        let mut memo = ResponseMemo::new();
+        for (id, time) in [(1, 10), (2, 30), (3, 20)] {
+            memo.record(
+                &mut x,
+                &mut t,
+                &mut s,
+                &answer(id, "a.example.", 60, &[1]),
+                time,
+                None,
+            );
+        }
+        assert_eq!(table_contents(&t)[0].1, sightings(1, 10, 10));
+        memo.settle(&mut t);
+        let thrice = sightings(3, 10, 30);
+        assert_eq!(table_contents(&t)[0].1, thrice);
+        // Settled counts are not added twice.
+        memo.settle(&mut t);
+        assert_eq!(table_contents(&t)[0].1, thrice);
+        assert_eq!((memo.hits(), s.messages), (2, 3));
+    }
+
+    #[test]
+    fn an_evicted_answer_takes_its_held_repeats_to_the_table() {
+        let mut x = extractor();
+        let mut t = DedupTable::new(100);
+        let mut s = ExtractStats::default();
+        let mut memo = ResponseMemo::with_sets(1);
+        let a = |i: u8| answer(u16::from(i), "a.example.", 60, &[i]);
+        memo.record(&mut x, &mut t, &mut s, &a(0), 5, None);
+        memo.record(&mut x, &mut t, &mut s, &a(0), 7, None);
+        // WAYS newer answers push a(0) out without a settle.
+        for i in 1..=WAYS as u8 {
+            memo.record(&mut x, &mut t, &mut s, &a(i), 9, None);
+        }
+        let key_of_0 = table_contents(&t)
+            .into_iter()
+            .find(|(_, e)| e.first == 5)
+            .expect("a(0)'s key");
+        assert_eq!((key_of_0.1.count, key_of_0.1.last), (2, 7));
+        memo.record(&mut x, &mut t, &mut s, &a(0), 11, None);
+        assert_eq!(memo.hits(), 1, "a(0) was replaced");
+    }
+
+    #[test]
+    fn the_generation_wraps_to_empty_slots() {
+        let mut x = extractor();
+        let mut t = DedupTable::new(100);
+        let mut s = ExtractStats::default();
+        let mut memo = ResponseMemo::with_sets(1);
+        memo.generation = u32::MAX;
+        memo.record(
+            &mut x,
+            &mut t,
+            &mut s,
+            &answer(1, "a.example.", 60, &[1]),
+            1,
+            None,
+        );
+        memo.settle(&mut t);
+        memo.clear();
+        assert_eq!(memo.generation, 1);
+        // Remembered under u32::MAX, which could otherwise come round again: gone.
+        assert!(memo.tags.iter().all(|set| set.generation == [0; WAYS]));
+        let mut t = DedupTable::new(100);
+        for id in [2, 3] {
+            let a = answer(id, "a.example.", 60, &[1]);
+            memo.record(&mut x, &mut t, &mut s, &a, u64::from(id), None);
+        }
+        memo.settle(&mut t);
+        assert_eq!(memo.hits(), 1);
+        assert_eq!(table_contents(&t)[0].1.count, 2);
     }
 
     #[test]
@@ -251,12 +551,20 @@ mod tests {
 
     #[test]
     fn the_least_recently_used_answer_is_replaced() {
+        // Starting just before the clock wraps, so that the age is checked across the wrap.
+        for clock in [0, u32::MAX - 2] {
+            least_recently_used_is_replaced(clock);
+        }
+    }
+
+    fn least_recently_used_is_replaced(clock: u32) {
         // Answers that would all share one set: in a memo of one set of WAYS slots, the one
         // unused longest goes first, and one hit keeps an answer in.
         let mut x = extractor();
         let mut t = DedupTable::new(100);
         let mut s = ExtractStats::default();
         let mut memo = ResponseMemo::with_sets(1);
+        memo.clock = clock;
         let a = |i: u8| answer(u16::from(i), "a.example.", 60, &[i]);
         for i in 0..WAYS as u8 {
             memo.record(&mut x, &mut t, &mut s, &a(i), 1, None);
@@ -302,17 +610,10 @@ mod tests {
             30,
             None,
         );
+        memo.settle(&mut t);
         let contents = table_contents(&t);
         assert_eq!(contents.len(), 1);
-        assert_eq!(
-            contents[0].1,
-            crate::dedup::Entry {
-                count: 3,
-                first: 10,
-                last: 30,
-                clients: 0
-            }
-        );
+        assert_eq!(contents[0].1, sightings(3, 10, 30));
         assert_eq!((s.messages, s.records, s.rrsets), (3, 6, 3));
     }
 }

@@ -10,7 +10,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::cof::CofEncoder;
 use crate::dedup::DedupTable;
-use crate::memo::ResponseMemo;
+use crate::memo::{Lookup, ResponseMemo};
 use crate::output::Sink;
 use crate::privacy::{ClientHasher, PrivacyFilter};
 use crate::rrset::{ExtractStats, Extractor, KeyView};
@@ -286,6 +286,7 @@ impl Pipeline {
                 totals: ExtractStats::default(),
                 client_hasher: client_hasher.clone(),
                 memo: None,
+                lookups: Vec::new(),
             };
             let priority = config.priority;
             handles.push(
@@ -430,6 +431,8 @@ struct Worker {
     /// without a second extraction. Cleared with every table sent and every new privacy filter;
     /// made at the first forwarder answer, so other sources never pay for its memory.
     memo: Option<ResponseMemo>,
+    /// The memo lookups of the batch at hand, one per observation; kept to reuse its memory.
+    lookups: Vec<Option<Lookup>>,
 }
 
 impl Worker {
@@ -470,25 +473,45 @@ impl Worker {
 
     fn process(&mut self, batch: Vec<Observation>) {
         self.input.taken(&batch);
-        for obs in &batch {
-            if obs.segment == Segment::Forwarder && obs.bailiwick.is_none() {
-                let (time, client) = time_and_client(self.client_hasher.as_ref(), obs);
-                self.memo.get_or_insert_with(ResponseMemo::new).record(
-                    &mut self.extractor,
-                    &mut self.table,
-                    &mut self.totals,
-                    &obs.response,
-                    time,
-                    client,
-                );
-            } else {
-                record_observation(
+        let remembered =
+            |obs: &Observation| obs.segment == Segment::Forwarder && obs.bailiwick.is_none();
+        // Answers a forwarder may repeat are looked up in the memo in passes, so that the cache
+        // misses of the whole batch overlap (see crate::memo).
+        self.lookups.clear();
+        if batch.iter().any(remembered) {
+            let memo = self.memo.get_or_insert_with(ResponseMemo::new);
+            self.lookups.extend(batch.iter().map(|obs| {
+                remembered(obs)
+                    .then(|| memo.look_ahead(&obs.response))
+                    .flatten()
+            }));
+            for (obs, at) in batch.iter().zip(&self.lookups) {
+                if let Some(at) = at {
+                    memo.fetch(&obs.response, *at);
+                }
+            }
+        }
+        for (i, obs) in batch.iter().enumerate() {
+            match self.memo.as_mut().filter(|_| remembered(obs)) {
+                Some(memo) => {
+                    let (time, client) = time_and_client(self.client_hasher.as_ref(), obs);
+                    memo.record_at(
+                        &mut self.extractor,
+                        &mut self.table,
+                        &mut self.totals,
+                        &obs.response,
+                        self.lookups.get(i).copied().flatten(),
+                        time,
+                        client,
+                    );
+                }
+                None => record_observation(
                     &mut self.extractor,
                     &mut self.table,
                     &mut self.totals,
                     self.client_hasher.as_ref(),
                     obs,
-                );
+                ),
             }
             if self.table.is_full() {
                 self.send(PartKind::Early);
@@ -497,16 +520,19 @@ impl Worker {
         self.stats.publish(&self.totals);
     }
 
+    /// Adds the memo's held-back repeats to the table, then forgets every response: the keys
+    /// they point at are about to leave the table, or the rules that made them have changed.
     fn forget_responses(&mut self) {
         if let Some(memo) = self.memo.as_mut() {
+            memo.settle(&mut self.table);
             memo.clear();
         }
     }
 
     fn send(&mut self, kind: PartKind) {
-        let table = self.table.take();
-        // The remembered keys lived in the table just taken.
+        // Before the table goes: the memo still holds counts for it.
         self.forget_responses();
+        let table = self.table.take();
         // The flusher only goes away after every worker's final part, so this cannot fail
         // unless the flusher panicked; then the records are lost and that was logged.
         let _ = self.parts.send(Part { table, kind });
