@@ -179,7 +179,7 @@ impl ResponseMemo {
     /// three passes over a batch: then [`ResponseMemo::fetch`], then [`ResponseMemo::record_at`].
     #[inline]
     pub fn look_ahead(&self, response: &[u8]) -> Option<Lookup> {
-        if response.len() < HEADER_BYTES || response.len() > MAX_REMEMBERED_BYTES {
+        if !rememberable(response) {
             return None;
         }
         let hash = self.hasher.hash_one(&response[ID_BYTES..]);
@@ -191,6 +191,9 @@ impl ResponseMemo {
     /// set has arrived: the second pass.
     #[inline]
     pub fn fetch(&self, response: &[u8], at: Lookup) {
+        if !rememberable(response) {
+            return;
+        }
         let set = self.set_of(at.hash);
         let tags = &self.tags[set];
         let body_len = response.len() - ID_BYTES;
@@ -241,7 +244,8 @@ impl ResponseMemo {
         time: u64,
         client: Option<u64>,
     ) {
-        let Some(Lookup { hash }) = at else {
+        // A lookup made for another response is a caller's slip: never a panic, at worst a miss.
+        let Some(Lookup { hash }) = at.filter(|_| rememberable(response)) else {
             extractor.extract(response, None, totals, |key| {
                 table.observe_from(key, time, client)
             });
@@ -313,6 +317,12 @@ impl ResponseMemo {
     fn set_of(&self, hash: u64) -> usize {
         hash as usize & (self.tags.len() - 1)
     }
+}
+
+/// True for a response the memo would remember: a header at least, and at most
+/// `MAX_REMEMBERED_BYTES`.
+fn rememberable(response: &[u8]) -> bool {
+    (HEADER_BYTES..=MAX_REMEMBERED_BYTES).contains(&response.len())
 }
 
 /// The part of a hash that tells apart the responses of one set.
@@ -494,6 +504,27 @@ mod tests {
         assert_eq!((key_of_0.1.count, key_of_0.1.last), (2, 7));
         memo.record(&mut x, &mut t, &mut s, &a(0), 11, None);
         assert_eq!(memo.hits(), 1, "a(0) was replaced");
+    }
+
+    #[test]
+    fn a_lookup_used_with_another_response_is_only_a_miss() {
+        let mut x = extractor();
+        let mut t = DedupTable::new(100);
+        let mut s = ExtractStats::default();
+        let mut memo = ResponseMemo::new();
+        let a = answer(1, "a.example.", 60, &[1]);
+        let at = memo.look_ahead(&a).expect("a short answer is remembered");
+        for other in [
+            &b""[..],
+            &[0x80][..],
+            &[0xab; 600][..],
+            &answer(2, "b.example.", 60, &[2]),
+        ] {
+            memo.fetch(other, at);
+            memo.record_at(&mut x, &mut t, &mut s, other, Some(at), 1, None);
+        }
+        assert_eq!(memo.look_ahead(&[0; 11]).map(|l| l.hash), None);
+        assert_eq!((s.messages, s.malformed, s.rrsets), (4, 3, 1));
     }
 
     #[test]
