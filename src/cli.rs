@@ -60,7 +60,7 @@ pub struct CommonArgs {
     /// Observations queued per worker before load is shed. Default: 32768.
     #[arg(long, value_name = "N")]
     pub queue_depth: Option<usize>,
-    /// Distinct RRsets held before a window is flushed early. Default: 200000.
+    /// Distinct RRsets held before a window is flushed early. Default: 100000.
     #[arg(long, value_name = "N")]
     pub max_entries: Option<usize>,
     /// Keep A/AAAA records in private and special-purpose ranges (dropped by default).

@@ -59,8 +59,11 @@ impl Default for PipelineConfig {
                 .clamp(1, 4),
             queue_depth: 32_768,
             window: Duration::from_secs(60),
-            // About 150 bytes a key with its entry: some 30 MiB at the cap.
-            max_entries: 200_000,
+            // About 150 bytes a key with its entry: some 15 MiB at the cap, twice that while an
+            // early flush is written. At 200 000 the dnstap benchmark's replay once peaked at
+            // 74 MiB with a full queue; at 100 000 it peaked at 30-34 MiB, at the same speed
+            // (docs/benchmarks.md, "Peak RSS at the defaults").
+            max_entries: 100_000,
             sensor_id: None,
             privacy: PrivacyFilter::none(),
             client_counts: false,

@@ -12,7 +12,7 @@
 //! `convert::observation_from_frame` and stage it in a batch of 128 as the `Batcher` does. The
 //! worker side is what `pipeline::Worker::process` does per batch: the Unix time of each
 //! observation, `Extractor::extract` with the default privacy filter and
-//! `DedupTable::observe_from` with the pipeline's default per-worker cap (200 000), the table
+//! `DedupTable::observe_from` with the pipeline's default per-worker cap (100 000), the table
 //! taken (and dropped, or with `--flush` written as COF) when it is full. No threads, channels or
 //! sockets: their cost is not what this measures.
 
@@ -31,7 +31,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// The pipeline's batch size (core/src/pipeline.rs `BATCH_MAX`).
 const BATCH_MAX: usize = 128;
 /// The pipeline's default cap with one worker.
-const MAX_ENTRIES: usize = 200_000;
+const MAX_ENTRIES: usize = 100_000;
 
 struct Io<'a> {
     data: &'a [u8],
