@@ -5,7 +5,7 @@ use std::hash::{BuildHasher, Hasher};
 
 use hashbrown::HashTable;
 
-/// What the window knows about one RRset key.
+/// What the window knows about one RRset key. The default is no sighting at all.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Entry {
     /// Sightings: responses that carried this exact RRset.

@@ -206,10 +206,12 @@ impl ResponseMemo {
                 let slot: *const Slot = &self.slots[index];
                 fetch_line(slot);
                 fetch_line(slot.wrapping_byte_add(std::mem::size_of::<Slot>() - 1));
+                // Bodies are not aligned to lines: every line from the first byte to the last.
                 let body = self.bodies[index * BODY_STRIDE..].as_ptr();
                 for offset in (0..body_len).step_by(LINE) {
                     fetch_line(body.wrapping_add(offset));
                 }
+                fetch_line(body.wrapping_add(body_len.saturating_sub(1)));
             }
         }
     }
