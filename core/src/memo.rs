@@ -58,6 +58,16 @@ struct SetTags {
     len: [u16; WAYS],
 }
 
+impl SetTags {
+    /// True if slot `way` may hold the body that hashed to `hash`: same tag and length, filled in
+    /// `generation`. Only comparing the bodies tells for sure.
+    fn may_hold(&self, way: usize, hash: u64, generation: u32, body_len: usize) -> bool {
+        self.tag[way] == tag_of(hash)
+            && self.generation[way] == generation
+            && usize::from(self.len[way]) == body_len
+    }
+}
+
 /// What a remembered response stands for; read only when it is met again.
 #[derive(Debug, Default)]
 struct Slot {
@@ -67,6 +77,20 @@ struct Slot {
     held: Entry,
     /// Where each RRset key of the response lives in the table, in extraction order.
     keys: Vec<KeyRef>,
+}
+
+impl Slot {
+    /// Adds the repeats held back to this slot's keys in `table` if `live` (filled in the
+    /// current generation, so its keys are in `table`), and starts holding anew.
+    fn hand_over(&mut self, live: bool, table: &mut DedupTable) {
+        if live && self.held.count > 0 {
+            for &key in &self.keys {
+                let counted = table.absorb_again(key, &self.held);
+                debug_assert!(counted, "a remembered key outlived its table");
+            }
+        }
+        self.held = Entry::default();
+    }
 }
 
 /// A response's place in a memo, found by [`ResponseMemo::look_ahead`] before it is counted.
@@ -140,17 +164,8 @@ impl ResponseMemo {
         let generation = self.generation;
         for (set, tags) in self.tags.iter().enumerate() {
             for way in 0..WAYS {
-                let slot = &mut self.slots[set * WAYS + way];
-                if slot.held.count == 0 {
-                    continue;
-                }
-                if tags.generation[way] == generation {
-                    for &key in &slot.keys {
-                        let counted = table.absorb_again(key, &slot.held);
-                        debug_assert!(counted, "a remembered key outlived its table");
-                    }
-                }
-                slot.held = Entry::default();
+                let live = tags.generation[way] == generation;
+                self.slots[set * WAYS + way].hand_over(live, table);
             }
         }
     }
@@ -198,10 +213,7 @@ impl ResponseMemo {
         let tags = &self.tags[set];
         let body_len = response.len() - ID_BYTES;
         for way in 0..WAYS {
-            if tags.tag[way] == tag_of(at.hash)
-                && tags.generation[way] == self.generation
-                && usize::from(tags.len[way]) == body_len
-            {
+            if tags.may_hold(way, at.hash, self.generation, body_len) {
                 let index = set * WAYS + way;
                 let slot: *const Slot = &self.slots[index];
                 fetch_line(slot);
@@ -259,9 +271,7 @@ impl ResponseMemo {
         let generation = self.generation;
         let tags = &mut self.tags[set];
         let found = (0..WAYS).find(|&way| {
-            tags.tag[way] == tag_of(hash)
-                && tags.generation[way] == generation
-                && usize::from(tags.len[way]) == body.len()
+            tags.may_hold(way, hash, generation, body.len())
                 && body_at(&self.bodies, set * WAYS + way, body.len()) == body
         });
         if let Some(way) = found {
@@ -294,14 +304,8 @@ impl ResponseMemo {
             .expect("a set has slots");
         let index = set * WAYS + way;
         let slot = &mut self.slots[index];
-        if tags.generation[way] == generation && slot.held.count > 0 {
-            // The keys of the response it held are still in the table: its repeats go in now.
-            for &key in &slot.keys {
-                let counted = table.absorb_again(key, &slot.held);
-                debug_assert!(counted, "a remembered key outlived its table");
-            }
-        }
-        slot.held = Entry::default();
+        // The keys of the response it held are still in the table: its repeats go in now.
+        slot.hand_over(tags.generation[way] == generation, table);
         slot.keys.clear();
         let mut stats = ExtractStats::default();
         extractor.extract(response, None, &mut stats, |key| {
@@ -460,60 +464,78 @@ mod tests {
         }
     }
 
+    /// A memo with what a worker passes to it: an extractor, a table and totals.
+    struct Rig {
+        memo: ResponseMemo,
+        x: Extractor,
+        t: DedupTable,
+        s: ExtractStats,
+    }
+
+    impl Rig {
+        fn new(memo: ResponseMemo, max_entries: usize) -> Rig {
+            Rig {
+                memo,
+                x: extractor(),
+                t: DedupTable::new(max_entries),
+                s: ExtractStats::default(),
+            }
+        }
+
+        /// Records `response` at `time`, without a client.
+        fn record(&mut self, response: &[u8], time: u64) {
+            let Rig { memo, x, t, s } = self;
+            memo.record(x, t, s, response, time, None);
+        }
+
+        fn settle(&mut self) {
+            self.memo.settle(&mut self.t);
+        }
+    }
+
     #[test]
     fn repeats_without_a_client_reach_the_table_when_settled() {
-        let mut x = extractor();
-        let mut t = DedupTable::new(100);
-        let mut s = ExtractStats::default();
-        let mut memo = ResponseMemo::new();
+        let mut rig = Rig::new(ResponseMemo::new(), 100);
         for (id, time) in [(1, 10), (2, 30), (3, 20)] {
-            memo.record(
-                &mut x,
-                &mut t,
-                &mut s,
-                &answer(id, "a.example.", 60, &[1]),
-                time,
-                None,
-            );
+            rig.record(&answer(id, "a.example.", 60, &[1]), time);
         }
-        assert_eq!(table_contents(&t)[0].1, sightings(1, 10, 10));
-        memo.settle(&mut t);
+        assert_eq!(table_contents(&rig.t)[0].1, sightings(1, 10, 10));
+        rig.settle();
         let thrice = sightings(3, 10, 30);
-        assert_eq!(table_contents(&t)[0].1, thrice);
+        assert_eq!(table_contents(&rig.t)[0].1, thrice);
         // Settled counts are not added twice.
-        memo.settle(&mut t);
-        assert_eq!(table_contents(&t)[0].1, thrice);
-        assert_eq!((memo.hits(), s.messages), (2, 3));
+        rig.settle();
+        assert_eq!(table_contents(&rig.t)[0].1, thrice);
+        assert_eq!((rig.memo.hits(), rig.s.messages), (2, 3));
     }
 
     #[test]
     fn an_evicted_answer_takes_its_held_repeats_to_the_table() {
-        let mut x = extractor();
-        let mut t = DedupTable::new(100);
-        let mut s = ExtractStats::default();
-        let mut memo = ResponseMemo::with_sets(1);
+        let mut rig = Rig::new(ResponseMemo::with_sets(1), 100);
         let a = |i: u8| answer(u16::from(i), "a.example.", 60, &[i]);
-        memo.record(&mut x, &mut t, &mut s, &a(0), 5, None);
-        memo.record(&mut x, &mut t, &mut s, &a(0), 7, None);
+        rig.record(&a(0), 5);
+        rig.record(&a(0), 7);
         // WAYS newer answers push a(0) out without a settle.
         for i in 1..=WAYS as u8 {
-            memo.record(&mut x, &mut t, &mut s, &a(i), 9, None);
+            rig.record(&a(i), 9);
         }
-        let key_of_0 = table_contents(&t)
+        let key_of_0 = table_contents(&rig.t)
             .into_iter()
             .find(|(_, e)| e.first == 5)
             .expect("a(0)'s key");
         assert_eq!((key_of_0.1.count, key_of_0.1.last), (2, 7));
-        memo.record(&mut x, &mut t, &mut s, &a(0), 11, None);
-        assert_eq!(memo.hits(), 1, "a(0) was replaced");
+        rig.record(&a(0), 11);
+        assert_eq!(rig.memo.hits(), 1, "a(0) was replaced");
     }
 
     #[test]
     fn a_lookup_used_with_another_response_is_only_a_miss() {
-        let mut x = extractor();
-        let mut t = DedupTable::new(100);
-        let mut s = ExtractStats::default();
-        let mut memo = ResponseMemo::new();
+        let Rig {
+            mut memo,
+            mut x,
+            mut t,
+            mut s,
+        } = Rig::new(ResponseMemo::new(), 100);
         let a = answer(1, "a.example.", 60, &[1]);
         let at = memo.look_ahead(&a).expect("a short answer is remembered");
         for other in [
@@ -531,55 +553,37 @@ mod tests {
 
     #[test]
     fn the_generation_wraps_to_empty_slots() {
-        let mut x = extractor();
-        let mut t = DedupTable::new(100);
-        let mut s = ExtractStats::default();
-        let mut memo = ResponseMemo::with_sets(1);
-        memo.generation = u32::MAX;
-        memo.record(
-            &mut x,
-            &mut t,
-            &mut s,
-            &answer(1, "a.example.", 60, &[1]),
-            1,
-            None,
-        );
-        memo.settle(&mut t);
-        memo.clear();
-        assert_eq!(memo.generation, 1);
+        let mut rig = Rig::new(ResponseMemo::with_sets(1), 100);
+        rig.memo.generation = u32::MAX;
+        rig.record(&answer(1, "a.example.", 60, &[1]), 1);
+        rig.settle();
+        rig.memo.clear();
+        assert_eq!(rig.memo.generation, 1);
         // Remembered under u32::MAX, which could otherwise come round again: gone.
-        assert!(memo.tags.iter().all(|set| set.generation == [0; WAYS]));
-        let mut t = DedupTable::new(100);
+        assert!(rig.memo.tags.iter().all(|set| set.generation == [0; WAYS]));
+        rig.t = DedupTable::new(100);
         for id in [2, 3] {
-            let a = answer(id, "a.example.", 60, &[1]);
-            memo.record(&mut x, &mut t, &mut s, &a, u64::from(id), None);
+            rig.record(&answer(id, "a.example.", 60, &[1]), u64::from(id));
         }
-        memo.settle(&mut t);
-        assert_eq!(memo.hits(), 1);
-        assert_eq!(table_contents(&t)[0].1.count, 2);
+        rig.settle();
+        assert_eq!(rig.memo.hits(), 1);
+        assert_eq!(table_contents(&rig.t)[0].1.count, 2);
     }
 
     #[test]
     fn thousands_of_answers_that_repeat_are_remembered() {
         // 3 000 distinct answers, then each again: a repeat finds its first sighting unless
         // more than four of the answers fell into one set (a few at most, by the hash).
-        let mut x = extractor();
-        let mut t = DedupTable::new(10_000);
-        let mut s = ExtractStats::default();
-        let mut memo = ResponseMemo::new();
+        let mut rig = Rig::new(ResponseMemo::new(), 10_000);
         let names: Vec<String> = (0..3000).map(|i| format!("h{i}.example.")).collect();
         for round in 0..2u16 {
             for (i, name) in names.iter().enumerate() {
-                let a = answer(round ^ i as u16, name, 300, &[(i % 250) as u8]);
-                memo.record(&mut x, &mut t, &mut s, &a, 1, None);
+                rig.record(&answer(round ^ i as u16, name, 300, &[(i % 250) as u8]), 1);
             }
         }
-        assert!(
-            memo.hits() >= 2950,
-            "only {} of 3000 repeats hit",
-            memo.hits()
-        );
-        assert_eq!((s.messages, t.len()), (6000, 3000));
+        let hits = rig.memo.hits();
+        assert!(hits >= 2950, "only {hits} of 3000 repeats hit");
+        assert_eq!((rig.s.messages, rig.t.len()), (6000, 3000));
     }
 
     #[test]
@@ -593,60 +597,33 @@ mod tests {
     fn least_recently_used_is_replaced(clock: u32) {
         // Answers that would all share one set: in a memo of one set of WAYS slots, the one
         // unused longest goes first, and one hit keeps an answer in.
-        let mut x = extractor();
-        let mut t = DedupTable::new(100);
-        let mut s = ExtractStats::default();
-        let mut memo = ResponseMemo::with_sets(1);
-        memo.clock = clock;
+        let mut rig = Rig::new(ResponseMemo::with_sets(1), 100);
+        rig.memo.clock = clock;
         let a = |i: u8| answer(u16::from(i), "a.example.", 60, &[i]);
         for i in 0..WAYS as u8 {
-            memo.record(&mut x, &mut t, &mut s, &a(i), 1, None);
+            rig.record(&a(i), 1);
         }
-        memo.record(&mut x, &mut t, &mut s, &a(0), 1, None); // hit: 0 is now the newest
-        memo.record(&mut x, &mut t, &mut s, &a(9), 1, None); // replaces 1, the oldest
-        assert_eq!(memo.hits(), 1);
-        memo.record(&mut x, &mut t, &mut s, &a(0), 1, None);
-        memo.record(&mut x, &mut t, &mut s, &a(2), 1, None);
-        assert_eq!(memo.hits(), 3);
-        memo.record(&mut x, &mut t, &mut s, &a(1), 1, None); // was replaced
-        assert_eq!(memo.hits(), 3);
+        rig.record(&a(0), 1); // hit: 0 is now the newest
+        rig.record(&a(9), 1); // replaces 1, the oldest
+        assert_eq!(rig.memo.hits(), 1);
+        rig.record(&a(0), 1);
+        rig.record(&a(2), 1);
+        assert_eq!(rig.memo.hits(), 3);
+        rig.record(&a(1), 1); // was replaced
+        assert_eq!(rig.memo.hits(), 3);
     }
 
     #[test]
     fn a_repeat_is_counted_without_extraction() {
-        let mut x = extractor();
-        let mut t = DedupTable::new(100);
-        let mut s = ExtractStats::default();
-        let mut memo = ResponseMemo::new();
-        memo.record(
-            &mut x,
-            &mut t,
-            &mut s,
-            &answer(1, "a.example.", 60, &[1, 2]),
-            10,
-            None,
-        );
-        memo.record(
-            &mut x,
-            &mut t,
-            &mut s,
-            &answer(2, "a.example.", 60, &[1, 2]),
-            20,
-            None,
-        );
+        let mut rig = Rig::new(ResponseMemo::new(), 100);
+        rig.record(&answer(1, "a.example.", 60, &[1, 2]), 10);
+        rig.record(&answer(2, "a.example.", 60, &[1, 2]), 20);
         // Another TTL is another response: extracted again, same key.
-        memo.record(
-            &mut x,
-            &mut t,
-            &mut s,
-            &answer(3, "a.example.", 59, &[1, 2]),
-            30,
-            None,
-        );
-        memo.settle(&mut t);
-        let contents = table_contents(&t);
+        rig.record(&answer(3, "a.example.", 59, &[1, 2]), 30);
+        rig.settle();
+        let contents = table_contents(&rig.t);
         assert_eq!(contents.len(), 1);
         assert_eq!(contents[0].1, sightings(3, 10, 30));
-        assert_eq!((s.messages, s.records, s.rrsets), (3, 6, 3));
+        assert_eq!((rig.s.messages, rig.s.records, rig.s.rrsets), (3, 6, 3));
     }
 }
