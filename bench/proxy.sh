@@ -3,7 +3,7 @@
 #
 # Usage (as root, Debian 12, from anywhere in a clone):
 #
-#     [PEERS="direct dnsdist dnsensor hickory"] bench/proxy.sh [--rounds N] [--duration S]
+#     [PEERS="direct dnsdist dnsensor dnsensor-busy hickory"] bench/proxy.sh [--rounds N] [--duration S]
 #         [--warmup S] [--outstanding Q] [--clients C] [--latency-qps R] [--names N]
 #         [--transport udp|tcp] [--no-pin] [--no-build] [--dnsdist-listeners N]
 #         [--dnsdist-sockets N] [--dnsdist-lua LINE]... [--window SECS]
@@ -14,7 +14,7 @@
 #      four, a TXT for one in five, plus the NS/MX targets. The query file: every (name, type) that
 #      exists, an AAAA for some that have none (NODATA) and 5 % non-existent names (NXDOMAIN),
 #      shuffled with a fixed seed (7 000 lines for 3 000 names); dnsperf loops over it.
-#   2. Peers, in the order of PEERS (default: all four; a peer whose binary is missing is skipped
+#   2. Peers, in the order of PEERS (default: all five; a peer whose binary is missing is skipped
 #      with a note), each listening on its own address:
 #        direct   no proxy: dnsperf to NSD itself (the ceiling of the load generator and NSD, and
 #                 the latency floor), on 127.53.10.1:53;
@@ -24,6 +24,8 @@
 #        dnsensor `dnsensor proxy --listen 127.53.10.3:53 --upstream 127.53.10.1:53 --allow
 #                 127.0.0.0/8 --output file:TMP/records-R.cof --sensor-id bench` (recording on,
 #                 to a real file; defaults otherwise);
+#        dnsensor-busy the same with `--busy-poll $BUSY_POLL` (default 200 µs) on 127.53.10.5:53:
+#                 its forwarding threads poll instead of sleeping (README, "Busy polling");
 #        hickory  target/release/examples/hickory_forwarder --listen 127.53.10.4:53 --upstream
 #                 127.53.10.1:53 (a minimal hickory-server forwarder, proxy/examples/), if built.
 #   3. --rounds rounds (default 3); in each, every peer in turn, the order rotated by one each
@@ -59,12 +61,13 @@
 # --no-pin, --no-build, --window SECS (passed to dnsensor; default: dnsensor's own, 60 s),
 # --dnsdist-listeners N (N UDP listener threads with SO_REUSEPORT), --dnsdist-sockets N (newServer
 # sockets=N, one responder thread each), --dnsdist-lua LINE (appended to dnsdist's config, e.g.
-# "setUDPMultipleMessagesVectorSize(32)"). Environment: PEERS, DNSENSOR_BIN, HICKORY_BIN.
+# "setUDPMultipleMessagesVectorSize(32)"). Environment: PEERS, DNSENSOR_BIN, HICKORY_BIN,
+# BUSY_POLL (µs, for dnsensor-busy).
 #
 # It installs what it needs (apt-get: nsd dnsdist dnsperf procps bind9-dnsutils time) and builds
 # the release binary when dnsensor is a peer (`cargo build --release --locked --bin dnsensor`,
 # honouring CARGO_TARGET_DIR; --no-build uses the existing one, or DNSENSOR_BIN). Installed
-# daemons are not started as services. Only 127.0.0.0/8 is used; ports 53 on 127.53.10.{1..4}
+# daemons are not started as services. Only 127.0.0.0/8 is used; ports 53 on 127.53.10.{1..5}
 # must be free.
 set -euo pipefail
 
@@ -115,7 +118,8 @@ W=10
 NET="127.53.$W"
 NSD_ADDR="$NET.1"
 ZONE="bench.example."
-PEERS=${PEERS:-direct dnsdist dnsensor hickory}
+PEERS=${PEERS:-direct dnsdist dnsensor dnsensor-busy hickory}
+BUSY_POLL=${BUSY_POLL:-200}
 mkdir -p "$OUT"
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root: NSD and the proxies bind port 53 on $NET.x" >&2; exit 1; }
@@ -130,14 +134,14 @@ bash "$REPO/scripts/install-deps.sh" nsd dnsdist dnsperf procps bind9-dnsutils t
 want() { [[ " $PEERS " == *" $1 "* ]]; }
 NOTES=()
 DNSENSOR_BIN=${DNSENSOR_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/dnsensor}
-if want dnsensor; then
+if want dnsensor || want dnsensor-busy; then
     if [ $BUILD -eq 1 ]; then
         log "building the release binary"
         cargo build --release --locked --bin dnsensor
     fi
     if [ ! -x "$DNSENSOR_BIN" ] || ! "$DNSENSOR_BIN" proxy --help >/dev/null 2>&1; then
         NOTES+=("dnsensor skipped: $DNSENSOR_BIN has no \`proxy\` subcommand")
-        PEERS=${PEERS/dnsensor/}
+        PEERS=$(echo " $PEERS " | sed 's/ dnsensor / /; s/ dnsensor-busy / /')
     fi
 fi
 HICKORY_BIN=${HICKORY_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/examples/hickory_forwarder}
@@ -152,7 +156,7 @@ for n in "${NOTES[@]}"; do log "$n"; done
 peer_addr() {
     case $1 in
         direct) echo "$NSD_ADDR" ;; dnsdist) echo "$NET.2" ;; dnsensor) echo "$NET.3" ;;
-        hickory) echo "$NET.4" ;; *) echo "unknown peer $1" >&2; return 1 ;;
+        hickory) echo "$NET.4" ;; dnsensor-busy) echo "$NET.5" ;; *) echo "unknown peer $1" >&2; return 1 ;;
     esac
 }
 
@@ -243,10 +247,11 @@ peer_cmd() {
     case $peer in
         direct) ;;
         dnsdist) echo dnsdist --supervised --disable-syslog -C "$DD_CONF" ;;
-        dnsensor)
+        dnsensor|dnsensor-busy)
             echo "$DNSENSOR_BIN" proxy --listen "$addr:53" --upstream "$NSD_ADDR:53" \
                 --allow 127.0.0.0/8 --output "file:$TMP/records-$round.cof" --sensor-id bench \
-                ${WINDOW:+--window "$WINDOW"} ;;
+                ${WINDOW:+--window "$WINDOW"} \
+                $([ "$peer" = dnsensor-busy ] && echo --busy-poll "$BUSY_POLL") ;;
         hickory) echo "$HICKORY_BIN" --listen "$addr:53" --upstream "$NSD_ADDR:53" ;;
     esac
 }
@@ -317,7 +322,7 @@ run_peer() {
         for i in $(seq 100); do child=$(pgrep -P "$tpid" || true); [ -n "$child" ] && break; sleep 0.05; done
         [ -n "$child" ] || { log "$peer did not start"; cat "$logf" >&2; exit 1; }
         wait_dns "$addr" "$child" "$logf"
-        if [ "$peer" = dnsensor ]; then
+        if [[ $peer == dnsensor* ]]; then
             for i in $(seq 100); do grep -q 'proxy: ready' "$logf" && break; sleep 0.1; done
             grep -q 'proxy: ready' "$logf" || log "dnsensor answers but logged no 'proxy: ready'"
         fi
@@ -350,7 +355,7 @@ run_peer() {
         read -r e u s m < <(tail -1 "$tfile")
         life=$(awk -v u="$u" -v s="$s" 'BEGIN {printf "%.2f", u + s}')
         rss=$m
-        if [ "$peer" = dnsensor ]; then
+        if [[ $peer == dnsensor* ]]; then
             summary=$(grep -o 'summary:.*' "$logf" | tail -1 || true)
             [ -n "$summary" ] || { log "dnsensor printed no summary:"; tail -20 "$logf" >&2; summary="(none)"; }
             records=$(wc -l <"$TMP/records-$round.cof" 2>/dev/null || echo 0)
@@ -390,6 +395,7 @@ DNSENSOR_REV="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(
     echo "- dnsperf $(dpkg-query -W -f='${Version}' dnsperf): throughput \`dnsperf -m $TRANSPORT -c $CLIENTS -q $OUTSTANDING -t 1 -l $DURATION\` (closed loop) after a ${WARMUP}-s warm-up; latency \`dnsperf -m $TRANSPORT -c $CLIENTS -q $OUTSTANDING -t 1 -l $DURATION -Q $LAT_QPS -v\`"
     want dnsdist && echo "- dnsdist $(dpkg-query -W -f='${Version}' dnsdist): \`dnsdist --supervised --disable-syslog -C CONF\` as root, $DD_LISTENERS UDP listener(s), $DD_SOCKETS backend socket(s), no cache; CONF: $(grep -v '^--' "$DD_CONF" | grep . | paste -sd';' | sed 's/;/; /g')"
     want dnsensor && echo "- dnsensor (tree at $DNSENSOR_REV; binary $DNSENSOR_BIN of $(date -u -r "$DNSENSOR_BIN" +%Y-%m-%dT%H:%MZ)): \`$(peer_cmd dnsensor R | sed "s|$TMP|TMP|g; s|$REPO/||")\`"
+    want dnsensor-busy && echo "- dnsensor-busy (the same binary): \`$(peer_cmd dnsensor-busy R | sed "s|$TMP|TMP|g; s|$REPO/||")\`"
     want hickory && echo "- hickory (binary $HICKORY_BIN of $(date -u -r "$HICKORY_BIN" +%Y-%m-%dT%H:%MZ)): \`$(peer_cmd hickory R | sed "s|$REPO/||")\`"
     for note in "${NOTES[@]}"; do echo "- $note"; done
     echo
@@ -439,13 +445,13 @@ DNSENSOR_REV="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(
             }
             if (!("dnsdist" in seen)) exit
             print ""
-            print "Ratios of medians against dnsdist (goals apply to dnsensor: throughput ≥ 1.0× with recording on, latency no worse, RSS < 64 MiB):"
+            print "Ratios of medians against dnsdist (goals apply to dnsensor and dnsensor-busy: throughput ≥ 1.0× with recording on, latency no worse, RSS < 64 MiB):"
             print ""
             print "| ratio | value | goal | met |"
             print "|---|---:|---|---|"
             for (i = 1; i <= n; i++) {
                 k = o[i]; if (!(k in seen) || k == "dnsdist" || k == "direct") continue
-                g = (k == "dnsensor")
+                g = (k ~ /^dnsensor/)
                 r = q[k] / q["dnsdist"]
                 printf "| %s q/s / dnsdist q/s (closed loop) | %.2f | %s | %s |\n", k, r, (g ? "≥ 1.0" : "–"), (g ? (r >= 1.0 ? "yes" : "**no**") : "–")
                 printf "| %s queries per CPU-second / dnsdist (closed loop; the throughput ratio if each proxy were CPU-bound on its own core) | %.2f | – | – |\n", k, ct["dnsdist"] / ct[k]
@@ -455,7 +461,7 @@ DNSENSOR_REV="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(
                 printf "| %s p99 latency / dnsdist @%d/s | %.2f | %s | %s |\n", k, lq, r, (g ? "≤ 1.0" : "–"), (g ? (r <= 1.0 ? "yes" : "**no**") : "–")
                 printf "| %s CPU per query / dnsdist (closed loop) | %.2f | – | – |\n", k, ct[k] / ct["dnsdist"]
                 printf "| %s CPU per query / dnsdist (@%d/s) | %.2f | – | – |\n", k, lq, cl[k] / cl["dnsdist"]
-                if (g) printf "| dnsensor peak RSS, max over rounds | %.1f MiB | < 64 MiB | %s |\n", rss[k] / 1024, (rss[k] / 1024 < 64 ? "yes" : "**no**")
+                if (g) printf "| %s peak RSS, max over rounds | %.1f MiB | < 64 MiB | %s |\n", k, rss[k] / 1024, (rss[k] / 1024 < 64 ? "yes" : "**no**")
             }
             if ("direct" in seen) printf "| (context) dnsdist q/s / direct (dnsperf → NSD, no proxy) q/s | %.2f | – | – |\n", q["dnsdist"] / q["direct"]
         }' lq="$LAT_QPS" "$RAW"
@@ -475,12 +481,12 @@ DNSENSOR_REV="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(
             printf "| %s | %d | %.3f | %.3f | %.3f | %.3f | %s |\n", peer, n, a * 1000, m * 1000, p * 1000, t * 1000,
                 (d != "" && peer != "dnsdist" ? sprintf("%.2f", p / d) : "–") }'
     done
-    if want dnsensor; then
+    if want dnsensor || want dnsensor-busy; then
         echo
         echo "dnsensor summaries and record counts (lines in the --output file) per round:"
         echo
         echo '```'
-        awk -F'\t' 'NR > 1 && $2 == "dnsensor" { print "round " $1 ": records=" $22 " " $25 }' "$RAW"
+        awk -F'\t' 'NR > 1 && $2 ~ /^dnsensor/ { print "round " $1 " " $2 ": records=" $22 " " $25 }' "$RAW"
         echo '```'
     fi
     echo

@@ -61,6 +61,7 @@ pub struct ProxySection {
     pub tcp_lifetime: Option<u64>,
     pub threads: Option<usize>,
     pub user: Option<String>,
+    pub busy_poll: Option<u64>,
 }
 
 /// The `[capture]` table, read by `dnsensor capture`.
@@ -791,6 +792,12 @@ pub fn proxy(args: &ProxyArgs, file: &FileConfig) -> Result<ProxySettings, Confi
     if user.as_deref().is_some_and(str::is_empty) {
         return err("user: must not be empty");
     }
+    let busy_poll = args.busy_poll.or(p.busy_poll).unwrap_or(0);
+    if busy_poll > 10_000 {
+        return err(format!(
+            "busy-poll: {busy_poll} µs is out of range 0..=10000"
+        ));
+    }
     Ok(ProxySettings {
         common,
         options: dnsensor_proxy::Options {
@@ -803,6 +810,7 @@ pub fn proxy(args: &ProxyArgs, file: &FileConfig) -> Result<ProxySettings, Confi
             max_tcp_connections,
             tcp_idle_timeout: Duration::from_secs(tcp_idle_timeout),
             tcp_lifetime: Duration::from_secs(tcp_lifetime),
+            busy_poll: Duration::from_micros(busy_poll),
         },
         system_upstreams,
         threads,

@@ -652,7 +652,7 @@ fn check_config_reports_every_problem_with_its_line() {
         dir.path(),
         "several.toml",
         "log-level = \"loud\"\nwindow = 0\nbogus = 1\nworkers = 999\n\n\
-         [proxy]\nlisten = [\"nowhere\"]\nthreads = 0\nupstream = [\"127.0.0.1:53\"]\n\n\
+         [proxy]\nlisten = [\"nowhere\"]\nthreads = 0\nupstream = [\"127.0.0.1:53\"]\nbusy-poll = 20000\n\n\
          [dnstap]\nlisten = [\"unix:/nonexistent/dir/x.sock\"]\nmax-frame-bytes = \"big\"\n\n\
          [collector]\nlisten = \"127.0.0.1:8443\"\n",
     );
@@ -666,9 +666,10 @@ fn check_config_reports_every_problem_with_its_line() {
         "line 4: workers: 999 is out of range 1..=64",
         "line 7: [proxy] listen: `nowhere` is not ADDR:PORT or an address",
         "line 8: [proxy] threads: 0 is out of range 1..=64",
-        "line 12: [dnstap] listen: cannot listen on unix:/nonexistent/dir/x.sock: directory \
+        "line 10: [proxy] busy-poll: 20000 µs is out of range 0..=10000",
+        "line 13: [dnstap] listen: cannot listen on unix:/nonexistent/dir/x.sock: directory \
          /nonexistent/dir does not exist",
-        "line 13: max-frame-bytes: invalid type: string \"big\", expected usize",
+        "line 14: max-frame-bytes: invalid type: string \"big\", expected usize",
         "[collector] key: required (see dnsensor collector --help)",
     ]
     .iter()

@@ -2,7 +2,8 @@
 //! proxy (UDP and TCP); the COF output must be exactly the zone's RRsets, counted per response.
 
 // World W=7, hosts 100 and up (tests/proxy_failover.rs uses the hosts below 100): NSD on
-// 127.53.7.101, the proxy on 127.53.7.102, dnsperf sending from 127.0.0.1.
+// 127.53.7.101 and the proxy on .102 (.103/.104 for the priority test, .105/.106 with busy
+// polling), dnsperf sending from 127.0.0.1.
 
 mod common;
 
@@ -91,9 +92,22 @@ fn dnsperf(server_ip: &str, qfile: &std::path::Path, extra: &[&str]) -> Perf {
 
 #[test]
 fn dnsperf_through_the_proxy_records_exactly_the_zone() {
-    let dir = TestDir::new("proxy-recording");
-    let up = Upstream::start(&dir.sub("nsd"), &addr(W, 101));
-    let proxy_ip = addr(W, 102);
+    records_exactly_the_zone("proxy-recording", 101, 102, &[]);
+}
+
+/// The same with busy polling: forwarding threads that poll instead of sleeping still leave the
+/// pipeline its core, so that nothing is shed and every window (one a second here) is written.
+#[test]
+fn with_busy_polling_the_proxy_still_records_exactly_the_zone() {
+    records_exactly_the_zone("proxy-recording-busy", 105, 106, &["--busy-poll", "200"]);
+}
+
+/// Runs dnsperf through a proxy started with `extra` (NSD on host `nsd_host` of world W, the
+/// proxy on `proxy_host`) and checks the answers, the summary and the records.
+fn records_exactly_the_zone(name: &str, nsd_host: u8, proxy_host: u8, extra: &[&str]) {
+    let dir = TestDir::new(name);
+    let up = Upstream::start(&dir.sub("nsd"), &addr(W, nsd_host));
+    let proxy_ip = addr(W, proxy_host);
     let zone = zone_rrsets(&proxy_zone_text());
 
     // Every (name, type) of the zone, two NXDOMAIN names and a NODATA.
@@ -152,7 +166,7 @@ fn dnsperf_through_the_proxy_records_exactly_the_zone() {
         &dir.path().join("proxy"),
         &[&port53(&proxy_ip)],
         &[&up.server()],
-        &[],
+        extra,
     );
     let udp = dnsperf(&proxy_ip, &qfile, &["-n", &UDP_RUNS.to_string(), "-c", "4"]);
     let tcp = dnsperf(
@@ -182,6 +196,12 @@ fn dnsperf_through_the_proxy_records_exactly_the_zone() {
 
     if !run.status.success() {
         problems.push(format!("exit status {} after SIGTERM", run.status));
+    }
+    if let [.., "--busy-poll", us] = extra {
+        let want = format!("UDP busy polling for {us} µs");
+        if !run.stderr.contains(&want) {
+            problems.push(format!("no `{want}` in the proxy's log"));
+        }
     }
     // The summary agrees with what dnsperf saw and with the records in the answers.
     let sent = udp.sent + tcp.sent;

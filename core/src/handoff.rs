@@ -162,6 +162,17 @@ impl Handoff {
         self.inner.shed.load(Ordering::Relaxed)
     }
 
+    /// Observations waiting in the workers' queues, not yet taken by a worker: zero once every
+    /// worker has caught up. A source that busy-polls its sockets looks at this to leave the core
+    /// to recording whenever recording has work waiting.
+    pub fn backlog(&self) -> usize {
+        self.inner
+            .senders
+            .iter()
+            .map(|s| s.queued.load(Ordering::Relaxed))
+            .sum()
+    }
+
     fn shard(&self, obs: &Observation) -> usize {
         let inner = &*self.inner;
         if inner.senders.len() == 1 {
@@ -327,6 +338,23 @@ mod tests {
         let taken = rx.channel().try_recv().unwrap();
         rx.taken(&taken);
         assert_eq!(sent(tx.try_send(batch(1))), Ok(()));
+    }
+
+    #[test]
+    fn backlog_counts_what_no_worker_has_taken_yet() {
+        let (tx, rx) = worker_queue(100);
+        let handoff = Handoff::new(vec![tx], 128);
+        assert_eq!(handoff.backlog(), 0);
+        let mut batcher = handoff.batcher();
+        for obs in batch(5) {
+            batcher.push(obs);
+        }
+        assert_eq!(handoff.backlog(), 0, "staged in the batcher, not queued");
+        batcher.flush();
+        assert_eq!(handoff.backlog(), 5);
+        let taken = rx.channel().try_recv().unwrap();
+        rx.taken(&taken);
+        assert_eq!(handoff.backlog(), 0);
     }
 
     #[test]

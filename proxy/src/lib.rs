@@ -50,6 +50,9 @@ pub struct Options {
     pub tcp_idle_timeout: Duration,
     /// A TCP connection is closed after this long whatever it does.
     pub tcp_lifetime: Duration,
+    /// How long a UDP forwarding thread keeps polling its sockets, without sleeping, after its
+    /// last datagram; zero (the default) sleeps in the kernel at once. See `udp::BusyPoll`.
+    pub busy_poll: Duration,
 }
 
 /// Counters of the proxy's own work, shared with the mode's summary line.
@@ -122,6 +125,7 @@ pub(crate) struct Shared {
     query_timeout: Duration,
     tcp_idle_timeout: Duration,
     tcp_lifetime: Duration,
+    busy_poll: Duration,
     tcp_connections: Arc<Semaphore>,
     handoff: Handoff,
 }
@@ -214,6 +218,7 @@ impl Bound {
             query_timeout: o.query_timeout,
             tcp_idle_timeout: o.tcp_idle_timeout,
             tcp_lifetime: o.tcp_lifetime,
+            busy_poll: o.busy_poll,
             tcp_connections: Arc::new(Semaphore::new(o.max_tcp_connections)),
             handoff,
         });
@@ -227,10 +232,14 @@ impl Bound {
             o.upstream_timeout,
         ));
         log::info!(
-            "proxy: ready: listening on {} (UDP and TCP); upstreams in order: {}; allowed: {}",
+            "proxy: ready: listening on {} (UDP and TCP); upstreams in order: {}; allowed: {}{}",
             join(&o.listen),
             join(&o.upstreams),
             join(o.acl.networks()),
+            match o.busy_poll.as_micros() {
+                0 => String::new(),
+                us => format!("; UDP busy polling for {us} µs after each datagram"),
+            },
         );
         while !*stop.borrow() {
             if stop.changed().await.is_err() {

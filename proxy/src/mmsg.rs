@@ -43,18 +43,21 @@ impl RecvBatch {
     /// and takes every other one already queued, up to [`BATCH`]. Returns how many were taken.
     /// A datagram cut short (impossible with slots of the maximum size) is left out.
     pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.recv_with(fd, MsgFlags::MSG_WAITFORONE)
+    }
+
+    /// Like [`RecvBatch::recv`], but never waits: WouldBlock when nothing is queued.
+    pub(crate) fn try_recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.recv_with(fd, MsgFlags::MSG_DONTWAIT)
+    }
+
+    fn recv_with(&mut self, fd: RawFd, flags: MsgFlags) -> io::Result<usize> {
         self.count = 0;
         let mut slots = self.bufs.chunks_exact_mut(SLOT);
         let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
             std::array::from_fn(|_| [IoSliceMut::new(slots.next().unwrap_or_default())]);
-        let results = recvmmsg(
-            fd,
-            &mut self.headers,
-            iovs.iter_mut(),
-            MsgFlags::MSG_WAITFORONE,
-            None,
-        )
-        .map_err(io::Error::from)?;
+        let results = recvmmsg(fd, &mut self.headers, iovs.iter_mut(), flags, None)
+            .map_err(io::Error::from)?;
         let mut cut = [false; BATCH];
         let mut received = 0;
         for (slot, msg) in results.enumerate() {
