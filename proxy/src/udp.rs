@@ -72,9 +72,16 @@ impl BusyPoll {
         }
     }
 
-    /// Whether to poll once more rather than sleep.
-    fn again(&self, handoff: &Handoff) -> bool {
-        !self.window.is_zero() && handoff.backlog() == 0 && Instant::now() < self.until
+    /// Polls with `try_now` (`None`: nothing there yet) while the window lasts and the pipeline
+    /// has nothing queued, yielding between polls. `None` once the thread should sleep instead.
+    fn first<T>(&self, handoff: &Handoff, mut try_now: impl FnMut() -> Option<T>) -> Option<T> {
+        while !self.window.is_zero() && handoff.backlog() == 0 && Instant::now() < self.until {
+            if let Some(got) = try_now() {
+                return Some(got);
+            }
+            std::thread::yield_now();
+        }
+        None
     }
 
     /// A datagram came: poll for another window.
@@ -82,11 +89,6 @@ impl BusyPoll {
         if !self.window.is_zero() {
             self.until = Instant::now() + self.window;
         }
-    }
-
-    /// Nothing came: let the core's other threads run before the next poll.
-    fn pause(&self) {
-        std::thread::yield_now();
     }
 }
 
@@ -278,17 +280,12 @@ impl Udp {
         let mut chunk = BytesMut::with_capacity(COPY_CHUNK);
         let mut poll = BusyPoll::new(self.shared.busy_poll);
         loop {
-            let received = if poll.again(&self.shared.handoff) {
-                match queries.try_recv(fd) {
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        poll.pause();
-                        continue;
-                    }
-                    r => r,
-                }
-            } else {
-                queries.recv(fd)
-            };
+            let received = poll
+                .first(&self.shared.handoff, || match queries.try_recv(fd) {
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => None,
+                    r => Some(r),
+                })
+                .unwrap_or_else(|| queries.recv(fd));
             match received {
                 Ok(n) => {
                     poll.restart();
@@ -521,17 +518,14 @@ impl Udp {
         let mut chunk = BytesMut::with_capacity(COPY_CHUNK);
         let mut poll = BusyPoll::new(self.shared.busy_poll);
         while !self.stop.load(Ordering::Relaxed) {
-            let waited = if poll.again(&self.shared.handoff) {
-                match waits.epoll.wait(&mut events, 0u16) {
-                    Ok(0) => {
-                        poll.pause();
-                        continue;
+            let waited = poll
+                .first(&self.shared.handoff, || {
+                    match waits.epoll.wait(&mut events, 0u16) {
+                        Ok(0) => None,
+                        r => Some(r),
                     }
-                    r => r,
-                }
-            } else {
-                waits.epoll.wait(&mut events, HANDOFF_DELAY_MS)
-            };
+                })
+                .unwrap_or_else(|| waits.epoll.wait(&mut events, HANDOFF_DELAY_MS));
             let ready = match waited {
                 Ok(ready) => ready,
                 Err(nix::errno::Errno::EINTR) => continue,
